@@ -1,0 +1,169 @@
+//! Command-line grammar of the `sealsync` binary (clap derive). Parsing only: each command is
+//! carried out by the module named after it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Sealsync: end-to-end encrypted sync for offline-first devices.
+#[derive(Debug, Parser)]
+#[command(name = "sealsync", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create or run a sync server.
+    #[command(subcommand)]
+    Server(ServerCommand),
+    /// Operator commands on a server's data directory.
+    Admin(AdminArgs),
+    /// Commands of one device (its local replica lives in --home).
+    Device(DeviceArgs),
+    /// Run the whole story on one machine: a server, three devices, offline edits, sync.
+    Demo,
+    /// Measure a full sync of many records from one device to a fresh one over loopback TLS.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ServerCommand {
+    /// Create the server's CA, TLS certificate and keys, and its SQLite store.
+    Init {
+        /// Directory for the server's keys and data (created; must not be initialised yet).
+        #[arg(long)]
+        data: PathBuf,
+        /// Address devices use to reach the server; its host goes into the certificate.
+        #[arg(long, default_value = sealsync_server::DEFAULT_URL)]
+        url: String,
+    },
+    /// Serve HTTP/2 over TLS 1.3 until interrupted.
+    Run {
+        /// Directory made by `sealsync server init`.
+        #[arg(long)]
+        data: PathBuf,
+        /// Address and port to listen on.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AdminArgs {
+    /// The server's data directory.
+    #[arg(long)]
+    pub(crate) data: PathBuf,
+    #[command(subcommand)]
+    pub(crate) command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AdminCommand {
+    /// Print a one-line enrollment bundle holding a one-time ticket for ACCOUNT.
+    Enroll {
+        /// Account the new device joins (created by its first device).
+        #[arg(long)]
+        account: String,
+        /// How long the ticket stays valid, e.g. 15m, 2h, 1d.
+        #[arg(long, default_value = "15m")]
+        ttl: String,
+        /// Server address to put in the bundle instead of the one given at init.
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeviceArgs {
+    /// The device's directory: local replica and encrypted key store.
+    #[arg(long)]
+    pub(crate) home: PathBuf,
+    #[command(subcommand)]
+    pub(crate) command: DeviceCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeviceCommand {
+    /// Make this device's keys and enroll it with a bundle from `sealsync admin enroll`.
+    Enroll {
+        /// The bundle printed by `sealsync admin enroll`.
+        bundle: String,
+        /// A name for this device, shown to the account's other devices.
+        #[arg(long)]
+        name: String,
+        /// The account's recovery secret: join without approval from another device.
+        #[arg(long)]
+        recovery: Option<String>,
+    },
+    /// Admit a pending device of the account after comparing its approval code.
+    Approve {
+        /// Device id, as shown by `sealsync device pending`.
+        device_id: String,
+        /// The approval code the new device shows.
+        #[arg(long)]
+        code: String,
+    },
+    /// List the devices waiting for approval.
+    Pending,
+    /// Write a record. The value comes from VALUE, --file, or standard input.
+    Put {
+        collection: String,
+        key: String,
+        /// The value (omit to read --file or standard input).
+        value: Option<String>,
+        /// Read the value from this file.
+        #[arg(long, conflicts_with = "value")]
+        file: Option<PathBuf>,
+    },
+    /// Print a record's value.
+    Get { collection: String, key: String },
+    /// Delete a record (a tombstone that syncs like any edit).
+    Delete { collection: String, key: String },
+    /// List the live records of a collection, one `key<TAB>value` line each.
+    List { collection: String },
+    /// Show every version of a record and which one won and why.
+    History { collection: String, key: String },
+    /// Collection commands.
+    #[command(subcommand)]
+    Collection(CollectionCommand),
+    /// List the records of a manual collection that have concurrent versions.
+    Conflicts { collection: String },
+    /// Write the resolution of a conflict (supersedes every current version).
+    Resolve {
+        collection: String,
+        key: String,
+        value: String,
+    },
+    /// Push local edits and pull everything new.
+    Sync,
+    /// Show this device's identity, trust state and collections.
+    Status {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CollectionCommand {
+    /// Create a collection with a merge policy.
+    Create {
+        name: String,
+        /// lww (last writer wins), fields (per-field LWW on JSON objects) or manual.
+        #[arg(long, default_value = "lww")]
+        policy: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Records to sync.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) records: usize,
+    /// Value size of each record in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) size: usize,
+}
