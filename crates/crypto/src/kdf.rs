@@ -177,3 +177,181 @@ pub fn passphrase_key(
     argon2id(passphrase, salt, params, okm.as_mut_slice())?;
     SymmetricKey::from_bytes(okm.as_slice())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SALT: &[u8] = b"sealsync-salt-16";
+
+    fn secret(bytes: [u8; 20]) -> RecoverySecret {
+        RecoverySecret { bytes }
+    }
+
+    #[test]
+    fn params_floor_and_ceiling() {
+        // MS-06: anything weaker than the floor in any component is refused, and so are
+        // resource-exhaustion parameters.
+        let d = KdfParams::DEFAULT;
+        assert_eq!(d.check(), Ok(()));
+        assert_eq!(KdfParams::FLOOR, d);
+        let ok_high = KdfParams {
+            m_kib: KdfParams::MAX_M_KIB,
+            t_cost: 16,
+            p_cost: 16,
+        };
+        assert_eq!(ok_high.check(), Ok(()));
+        for bad in [
+            KdfParams {
+                m_kib: d.m_kib - 1,
+                ..d
+            },
+            KdfParams { t_cost: 1, ..d },
+            KdfParams { p_cost: 0, ..d },
+            KdfParams {
+                m_kib: 64,
+                t_cost: 1,
+                p_cost: 1,
+            },
+            KdfParams {
+                m_kib: 0,
+                t_cost: 0,
+                p_cost: 0,
+            },
+            KdfParams {
+                m_kib: KdfParams::MAX_M_KIB + 1,
+                ..d
+            },
+            KdfParams { t_cost: 17, ..d },
+            KdfParams { p_cost: 17, ..d },
+            KdfParams {
+                m_kib: u32::MAX,
+                t_cost: u32::MAX,
+                p_cost: u32::MAX,
+            },
+        ] {
+            assert_eq!(bad.check(), Err(CryptoError::KdfParams), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn weak_params_refused_before_deriving() {
+        // MS-06: a downgraded parameter set from the server is refused by every entry point,
+        // before any derivation (these would otherwise succeed quickly).
+        let weak = KdfParams {
+            m_kib: 64,
+            t_cost: 1,
+            p_cost: 1,
+        };
+        let mut out = [0u8; 32];
+        assert_eq!(
+            argon2id(b"pw", SALT, weak, &mut out),
+            Err(CryptoError::KdfParams)
+        );
+        assert_eq!(out, [0u8; 32]);
+        assert_eq!(
+            derive_recovery_keys(&secret([1; 20]), SALT, weak).unwrap_err(),
+            CryptoError::KdfParams
+        );
+        assert_eq!(
+            passphrase_key(b"pw", SALT, weak).unwrap_err(),
+            CryptoError::KdfParams
+        );
+    }
+
+    #[test]
+    fn short_salt_refused() {
+        let mut out = [0u8; 32];
+        assert_eq!(
+            argon2id(b"pw", b"short", KdfParams::DEFAULT, &mut out),
+            Err(CryptoError::Kdf)
+        );
+    }
+
+    #[test]
+    fn recovery_keys_depend_on_secret_and_salt() {
+        let a = derive_recovery_keys(&secret([1; 20]), SALT, KdfParams::DEFAULT).unwrap();
+        let a2 = derive_recovery_keys(&secret([1; 20]), SALT, KdfParams::DEFAULT).unwrap();
+        let b = derive_recovery_keys(&secret([2; 20]), SALT, KdfParams::DEFAULT).unwrap();
+        let c = derive_recovery_keys(&secret([1; 20]), b"another-salt-16b", KdfParams::DEFAULT)
+            .unwrap();
+        assert_eq!(a.signing.verifying_key(), a2.signing.verifying_key());
+        assert_eq!(a.blob_key.expose(), a2.blob_key.expose());
+        assert_ne!(a.signing.verifying_key(), b.signing.verifying_key());
+        assert_ne!(a.blob_key.expose(), c.blob_key.expose());
+        assert_ne!(a.blob_key.expose(), &*a.signing.to_seed());
+        assert_eq!(format!("{a:?}"), "RecoveryKeys(..)");
+    }
+
+    #[test]
+    fn passphrase_key_depends_on_passphrase() {
+        let a = passphrase_key(b"one", SALT, KdfParams::DEFAULT).unwrap();
+        let b = passphrase_key(b"two", SALT, KdfParams::DEFAULT).unwrap();
+        assert_ne!(a.expose(), b.expose());
+    }
+
+    #[test]
+    fn recovery_display_format() {
+        let s = RecoverySecret::generate();
+        let shown = s.display();
+        assert_eq!(shown.len(), 39);
+        let groups: Vec<&str> = shown.split('-').collect();
+        assert_eq!(groups.len(), 8);
+        assert!(groups.iter().all(|g| g.len() == 4));
+        assert_eq!(format!("{s:?}"), "RecoverySecret(..)");
+        assert_ne!(RecoverySecret::generate().expose(), s.expose());
+    }
+
+    #[test]
+    fn recovery_parse_typo_tolerance() {
+        // Known value: bytes 0..20 in Crockford base32 (cross-checked with Python).
+        let want = secret(core::array::from_fn(|i| i as u8));
+        assert_eq!(&*want.display(), "000G-40R4-0M30-E209-185G-R38E-1W81-24GK");
+        for typed in [
+            "000G-40R4-0M30-E209-185G-R38E-1W81-24GK",
+            "000g-40r4-0m30-e209-185g-r38e-1w81-24gk",
+            "000G40R40M30E209185GR38E1W8124GK",
+            "  000G 40R4 0M30 E209 185G R38E 1W81 24GK ",
+            "OOOG-4OR4-OM3O-E2O9-I85G-R38E-LW8l-24GK",
+            "000G--40R4-0M30-E209-185G-R38E-1W81-24GK\n",
+        ] {
+            let parsed = RecoverySecret::parse(typed).unwrap();
+            assert_eq!(parsed.expose(), want.expose(), "{typed}");
+        }
+    }
+
+    #[test]
+    fn recovery_parse_rejects_bad_text() {
+        for bad in [
+            "",
+            "000G-40R4-0M30-E209-185G-R38E-1W81-24G",
+            "000G-40R4-0M30-E209-185G-R38E-1W81-24GKK",
+            "000G-40R4-0M30-E209-185G-R38E-1W81-24GU",
+            "000G-40R4-0M30-E209-185G-R38E-1W81-24G!",
+            "000G_40R4_0M30_E209_185G_R38E_1W81_24GK",
+        ] {
+            assert_eq!(
+                RecoverySecret::parse(bad).unwrap_err(),
+                CryptoError::Encoding,
+                "{bad}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn recovery_display_parse_round_trip(bytes in any::<[u8; 20]>(), lower in any::<bool>()) {
+            let s = secret(bytes);
+            let shown = s.display();
+            let text = if lower { shown.to_lowercase() } else { shown.to_string() };
+            let parsed = RecoverySecret::parse(&text).unwrap();
+            prop_assert_eq!(parsed.expose(), &bytes);
+        }
+
+        #[test]
+        fn recovery_parse_never_panics(text in ".{0,64}") {
+            let _ = RecoverySecret::parse(&text);
+        }
+    }
+}

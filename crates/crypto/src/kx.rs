@@ -154,3 +154,184 @@ pub fn hpke_open(
     .map_err(|_| CryptoError::Decrypt)?;
     Ok(Zeroizing::new(pt))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn hex32(s: &str) -> [u8; 32] {
+        hex::decode(s).unwrap().try_into().unwrap()
+    }
+
+    #[test]
+    fn rfc7748_public_key_vector() {
+        // RFC 7748 section 6.1, Alice.
+        let sk = KxSecretKey::from_bytes(&hex32(
+            "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a",
+        ));
+        assert_eq!(
+            hex::encode(sk.public_key().to_bytes()),
+            "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
+        );
+    }
+
+    #[test]
+    fn secret_key_round_trip() {
+        let sk = KxSecretKey::generate();
+        let again = KxSecretKey::from_bytes(&sk.to_bytes());
+        assert_eq!(sk.public_key(), again.public_key());
+        assert_ne!(sk.public_key(), KxSecretKey::generate().public_key());
+        let pk = sk.public_key();
+        assert_eq!(KxPublicKey::from_bytes(&pk.to_bytes()), Ok(pk));
+    }
+
+    #[test]
+    fn debug_prints_no_key_material() {
+        let sk = KxSecretKey::from_bytes(&[0x5a; 32]);
+        let dbg = format!("{sk:?}");
+        assert_eq!(dbg, "KxSecretKey(..)");
+        assert!(!dbg.contains("5a5a"));
+    }
+
+    /// Low-order points on Curve25519 and their non-canonical aliases (libsodium's list).
+    const LOW_ORDER: [&str; 7] = [
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+        "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    ];
+
+    #[test]
+    fn all_zero_and_low_order_points_refused() {
+        // BI-20: all-zero and low-order X25519 points, with and without the top bit set.
+        for k in LOW_ORDER {
+            let mut b = hex32(k);
+            assert_eq!(
+                KxPublicKey::from_bytes(&b),
+                Err(CryptoError::InvalidKey),
+                "{k}"
+            );
+            b[31] |= 0x80;
+            assert_eq!(
+                KxPublicKey::from_bytes(&b),
+                Err(CryptoError::InvalidKey),
+                "{k}+hi"
+            );
+        }
+    }
+
+    #[test]
+    fn low_order_probe_alone_catches_canonical_low_order_points() {
+        // BI-20: the DH probe itself (not only the canonical/top-bit filters) refuses these.
+        for k in &LOW_ORDER[..5] {
+            assert!(is_low_order(&hex32(k)), "{k}");
+        }
+        let pk = KxSecretKey::from_bytes(&[7u8; 32]).public_key();
+        assert!(!is_low_order(&pk.to_bytes()));
+    }
+
+    #[test]
+    fn non_canonical_and_wrong_length_refused() {
+        // BI-20: u >= p (not low order) and a set top bit are refused; bad lengths too.
+        let non = hex32("f0ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f");
+        assert!(KxPublicKey::from_bytes(&non).is_err());
+        let mut pk = KxSecretKey::from_bytes(&[7u8; 32]).public_key().to_bytes();
+        pk[31] |= 0x80;
+        assert!(KxPublicKey::from_bytes(&pk).is_err());
+        assert!(KxPublicKey::from_bytes(&[9u8; 31]).is_err());
+        assert!(KxPublicKey::from_bytes(&[9u8; 33]).is_err());
+        assert!(KxPublicKey::from_bytes(&[]).is_err());
+    }
+
+    #[test]
+    fn hpke_round_trip() {
+        let sk = KxSecretKey::generate();
+        let (enc, ct) = hpke_seal(&sk.public_key(), b"info", b"aad", b"secret keys").unwrap();
+        assert_eq!(enc.len(), 32);
+        assert_ne!(ct, b"secret keys");
+        let pt = hpke_open(&sk, &enc, b"info", b"aad", &ct).unwrap();
+        assert_eq!(pt.as_slice(), b"secret keys");
+    }
+
+    #[test]
+    fn hpke_seals_are_randomised() {
+        let pk = KxSecretKey::generate().public_key();
+        let a = hpke_seal(&pk, b"i", b"a", b"p").unwrap();
+        let b = hpke_seal(&pk, b"i", b"a", b"p").unwrap();
+        assert_ne!(a.0, b.0);
+        assert_ne!(a.1, b.1);
+    }
+
+    #[test]
+    fn hpke_wrong_key_info_aad_refused_uniformly() {
+        // MS-01, MS-05, MS-15: wrong recipient, info (account/device/epoch) or AAD => the one
+        // uniform Decrypt error.
+        let sk = KxSecretKey::generate();
+        let (enc, ct) = hpke_seal(&sk.public_key(), b"info", b"aad", b"pt").unwrap();
+        let other = KxSecretKey::generate();
+        assert_eq!(
+            hpke_open(&other, &enc, b"info", b"aad", &ct).unwrap_err(),
+            CryptoError::Decrypt
+        );
+        assert_eq!(
+            hpke_open(&sk, &enc, b"infx", b"aad", &ct).unwrap_err(),
+            CryptoError::Decrypt
+        );
+        assert_eq!(
+            hpke_open(&sk, &enc, b"info", b"aax", &ct).unwrap_err(),
+            CryptoError::Decrypt
+        );
+        assert_eq!(
+            hpke_open(&sk, &enc[..31], b"info", b"aad", &ct).unwrap_err(),
+            CryptoError::Decrypt
+        );
+        assert_eq!(
+            hpke_open(&sk, &enc, b"info", b"aad", &ct[..ct.len() - 1]).unwrap_err(),
+            CryptoError::Decrypt
+        );
+        assert_eq!(
+            hpke_open(&sk, &enc, b"info", b"aad", &[]).unwrap_err(),
+            CryptoError::Decrypt
+        );
+    }
+
+    #[test]
+    fn hpke_low_order_encapsulated_key_refused() {
+        // BI-20: an all-zero / low-order ephemeral key gives an all-zero DH; refused.
+        let sk = KxSecretKey::generate();
+        let (_, ct) = hpke_seal(&sk.public_key(), b"i", b"a", b"p").unwrap();
+        for k in LOW_ORDER {
+            assert_eq!(
+                hpke_open(&sk, &hex32(k), b"i", b"a", &ct).unwrap_err(),
+                CryptoError::Decrypt
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn hpke_any_bit_flip_refused(
+            pt in proptest::collection::vec(any::<u8>(), 0..200),
+            in_enc in any::<bool>(),
+            bit in any::<usize>(),
+        ) {
+            // MS-05, MS-16: any altered bit of enc or ciphertext => Decrypt.
+            let sk = KxSecretKey::from_bytes(&[3u8; 32]);
+            let (mut enc, mut ct) = hpke_seal(&sk.public_key(), b"i", b"a", &pt).unwrap();
+            let opened = hpke_open(&sk, &enc, b"i", b"a", &ct).unwrap();
+            prop_assert_eq!(opened.as_slice(), pt.as_slice());
+            let target = if in_enc { &mut enc } else { &mut ct };
+            let i = bit % (target.len() * 8);
+            target[i / 8] ^= 1 << (i % 8);
+            prop_assert_eq!(
+                hpke_open(&sk, &enc, b"i", b"a", &ct).unwrap_err(),
+                CryptoError::Decrypt
+            );
+        }
+    }
+}

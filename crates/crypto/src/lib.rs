@@ -13,6 +13,8 @@ mod kdf;
 mod kx;
 mod sign;
 mod symmetric;
+#[cfg(test)]
+mod vectors;
 
 pub use code::{approval_code, approval_code_matches};
 pub use error::CryptoError;

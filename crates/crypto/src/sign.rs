@@ -174,3 +174,255 @@ pub fn device_id(sign_pk: &VerifyingKey) -> [u8; 16] {
     id.copy_from_slice(&h[..16]);
     id
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ALL: [SigContext; 4] = [
+        SigContext::Batch,
+        SigContext::Collection,
+        SigContext::Envelope,
+        SigContext::Roster,
+    ];
+
+    fn key() -> SigningKey {
+        SigningKey::from_seed(&[9u8; 32])
+    }
+
+    fn hex32(s: &str) -> [u8; 32] {
+        hex::decode(s).unwrap().try_into().unwrap()
+    }
+
+    #[test]
+    fn labels_are_distinct_and_versioned() {
+        // MS-13: a distinct context string per signature kind.
+        let labels: Vec<_> = ALL.iter().map(|c| c.label()).collect();
+        for (i, a) in labels.iter().enumerate() {
+            assert!(a.starts_with("sealsync/v1/"));
+            for b in &labels[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(SigContext::Batch.label(), "sealsync/v1/batch");
+        assert_eq!(SigContext::Roster.label(), "sealsync/v1/roster");
+    }
+
+    #[test]
+    fn signed_message_layout() {
+        let m = signed_message(SigContext::Envelope, b"hd", b"xyz");
+        let mut want = b"sealsync/v1/envelope\x00".to_vec();
+        want.extend_from_slice(&2u64.to_be_bytes());
+        want.extend_from_slice(b"hdxyz");
+        assert_eq!(m, want);
+    }
+
+    #[test]
+    fn sign_verify_round_trip_every_context() {
+        let sk = key();
+        let vk = sk.verifying_key();
+        for ctx in ALL {
+            let sig = sk.sign(ctx, b"header", b"body");
+            assert_eq!(vk.verify(ctx, b"header", b"body", &sig), Ok(()));
+        }
+    }
+
+    #[test]
+    fn wrong_context_refused() {
+        // MS-13, MS-14, BI-06: a signature for one object kind never verifies as another.
+        let sk = key();
+        let vk = sk.verifying_key();
+        for signed in ALL {
+            let sig = sk.sign(signed, b"header", b"body");
+            for checked in ALL.into_iter().filter(|c| *c != signed) {
+                assert_eq!(
+                    vk.verify(checked, b"header", b"body", &sig),
+                    Err(CryptoError::BadSignature)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn header_body_boundary_is_bound() {
+        // MS-22: moving bytes between header and body breaks the signature.
+        let sk = key();
+        let sig = sk.sign(SigContext::Batch, b"ab", b"c");
+        let vk = sk.verifying_key();
+        assert!(vk.verify(SigContext::Batch, b"a", b"bc", &sig).is_err());
+        assert!(vk.verify(SigContext::Batch, b"abc", b"", &sig).is_err());
+    }
+
+    #[test]
+    fn wrong_key_and_wrong_length_refused() {
+        // MS-23: only the author's key verifies.
+        let sk = key();
+        let other = SigningKey::from_seed(&[10u8; 32]).verifying_key();
+        let sig = sk.sign(SigContext::Batch, b"h", b"b");
+        assert!(other.verify(SigContext::Batch, b"h", b"b", &sig).is_err());
+        let vk = sk.verifying_key();
+        assert!(
+            vk.verify(SigContext::Batch, b"h", b"b", &sig[..63])
+                .is_err()
+        );
+        let mut long = sig.to_vec();
+        long.push(0);
+        assert!(vk.verify(SigContext::Batch, b"h", b"b", &long).is_err());
+        assert!(vk.verify(SigContext::Batch, b"h", b"b", &[]).is_err());
+    }
+
+    #[test]
+    fn all_zero_signature_refused() {
+        // BI-06: all-zero signature (R = small-order point, S = 0).
+        let vk = key().verifying_key();
+        assert_eq!(
+            vk.verify(SigContext::Batch, b"h", b"b", &[0u8; 64]),
+            Err(CryptoError::BadSignature)
+        );
+    }
+
+    /// Adds the group order l to the little-endian scalar `s` (no overflow for s < 2^253).
+    fn add_l(s: &mut [u8]) {
+        let mut carry = 0u16;
+        for (x, l) in s.iter_mut().zip(GROUP_ORDER_LE) {
+            let v = u16::from(*x) + u16::from(l) + carry;
+            *x = v as u8;
+            carry = v >> 8;
+        }
+        assert_eq!(carry, 0);
+    }
+
+    #[test]
+    fn malleated_signature_refused() {
+        // BI-06: S + l is the classic malleability; verify_strict plus our check refuse it.
+        let sk = key();
+        let vk = sk.verifying_key();
+        let mut sig = sk.sign(SigContext::Batch, b"h", b"b");
+        add_l(&mut sig[32..]);
+        assert_eq!(
+            vk.verify(SigContext::Batch, b"h", b"b", &sig),
+            Err(CryptoError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn scalar_canonical_boundaries() {
+        let mut l = GROUP_ORDER_LE;
+        assert!(!scalar_is_canonical(&l));
+        l[0] -= 1;
+        assert!(scalar_is_canonical(&l));
+        assert!(scalar_is_canonical(&[0u8; 32]));
+        assert!(!scalar_is_canonical(&[0xff; 32]));
+    }
+
+    #[test]
+    fn small_order_keys_refused() {
+        // BI-06: all eight small-order points (and the all-zero key) are weak keys.
+        for k in [
+            "0100000000000000000000000000000000000000000000000000000000000000",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "0000000000000000000000000000000000000000000000000000000000000080",
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+            "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+            "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+        ] {
+            assert_eq!(
+                VerifyingKey::from_bytes(&hex32(k)),
+                Err(CryptoError::InvalidKey),
+                "{k}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_canonical_keys_refused() {
+        // BI-06: non-canonical encodings of the identity (y = p + 1, x = -0).
+        for k in [
+            "0100000000000000000000000000000000000000000000000000000000000080",
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        ] {
+            assert!(VerifyingKey::from_bytes(&hex32(k)).is_err(), "{k}");
+        }
+        // BI-06: for each small y with a point on the curve, the encoding of y + p decodes
+        // (ZIP-215) to the same point but must be refused; the canonical one is accepted
+        // unless it is weak.
+        let mut seen = 0;
+        for y in 2u8..19 {
+            let mut canon = [0u8; 32];
+            canon[0] = y;
+            if ed25519_dalek::VerifyingKey::from_bytes(&canon).is_err() {
+                continue;
+            }
+            let mut non = hex32("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f");
+            non[0] += y;
+            assert_eq!(VerifyingKey::from_bytes(&non), Err(CryptoError::InvalidKey));
+            let dalek = ed25519_dalek::VerifyingKey::from_bytes(&canon).unwrap();
+            assert_eq!(VerifyingKey::from_bytes(&canon).is_ok(), !dalek.is_weak());
+            seen += 1;
+        }
+        assert!(seen > 0, "no non-canonical test point found");
+    }
+
+    #[test]
+    fn key_from_bytes_round_trip_and_lengths() {
+        let vk = key().verifying_key();
+        assert_eq!(VerifyingKey::from_bytes(&vk.to_bytes()), Ok(vk));
+        assert!(VerifyingKey::from_bytes(&vk.to_bytes()[..31]).is_err());
+        assert!(VerifyingKey::from_bytes(&[]).is_err());
+        assert!(VerifyingKey::from_bytes(&[1u8; 33]).is_err());
+    }
+
+    #[test]
+    fn seed_round_trip_and_generate() {
+        let sk = SigningKey::generate();
+        let again = SigningKey::from_seed(&sk.to_seed());
+        assert_eq!(sk.verifying_key(), again.verifying_key());
+        assert_ne!(
+            SigningKey::generate().verifying_key(),
+            SigningKey::generate().verifying_key()
+        );
+    }
+
+    #[test]
+    fn debug_prints_no_key_material() {
+        let sk = key();
+        let dbg = format!("{sk:?}");
+        assert_eq!(dbg, "SigningKey(..)");
+        assert!(!dbg.contains(&hex::encode(*sk.to_seed())));
+    }
+
+    #[test]
+    fn device_id_depends_on_key() {
+        let a = device_id(&key().verifying_key());
+        let b = device_id(&SigningKey::from_seed(&[10u8; 32]).verifying_key());
+        assert_ne!(a, b);
+    }
+
+    proptest! {
+        #[test]
+        fn any_bit_flip_in_signed_data_refused(
+            header in proptest::collection::vec(any::<u8>(), 0..64),
+            body in proptest::collection::vec(any::<u8>(), 1..64),
+            which in 0usize..3,
+            bit in any::<usize>(),
+        ) {
+            // MS-23, BI-06: any change of header, body or signature is refused.
+            let sk = key();
+            let vk = sk.verifying_key();
+            let mut sig = sk.sign(SigContext::Batch, &header, &body).to_vec();
+            let (mut h, mut b) = (header, body);
+            let target: &mut Vec<u8> = match which {
+                0 if !h.is_empty() => &mut h,
+                0 | 1 => &mut b,
+                _ => &mut sig,
+            };
+            let i = bit % (target.len() * 8);
+            target[i / 8] ^= 1 << (i % 8);
+            prop_assert!(vk.verify(SigContext::Batch, &h, &b, &sig).is_err());
+        }
+    }
+}

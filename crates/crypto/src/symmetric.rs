@@ -248,3 +248,207 @@ pub fn open_random_nonce(
     buf.truncate(len);
     Ok(buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ck() -> SymmetricKey {
+        SymmetricKey::from_bytes(&[0x11; 32]).unwrap()
+    }
+
+    #[test]
+    fn symmetric_key_lengths() {
+        assert!(SymmetricKey::from_bytes(&[0u8; 32]).is_ok());
+        for n in [0, 16, 31, 33, 64] {
+            assert_eq!(
+                SymmetricKey::from_bytes(&vec![0u8; n]).unwrap_err(),
+                CryptoError::InvalidKey
+            );
+        }
+        let k = SymmetricKey::generate();
+        assert_eq!(
+            SymmetricKey::from_bytes(k.expose()).unwrap().expose(),
+            k.expose()
+        );
+        assert_ne!(SymmetricKey::generate().expose(), k.expose());
+    }
+
+    #[test]
+    fn debug_prints_no_key_material() {
+        let k = SymmetricKey::from_bytes(&[0xab; 32]).unwrap();
+        assert_eq!(format!("{k:?}"), "SymmetricKey(..)");
+        let o = ObjectKey::derive(&k, ObjectLabel::Batch, b"id");
+        let dbg = format!("{o:?}");
+        assert_eq!(dbg, "ObjectKey(..)");
+        assert!(!dbg.contains(&hex::encode(o.commitment())));
+    }
+
+    #[test]
+    fn collection_derivations_separate_inputs() {
+        // MS-13, MS-18: account, name, collection id and epoch all change the output.
+        let n = ck();
+        let a = collection_id(&n, "alice", "notes");
+        assert_ne!(a, collection_id(&n, "alice", "notez"));
+        assert_ne!(a, collection_id(&n, "bob", "notes"));
+        // lp() keeps ("ab","c") and ("a","bc") apart.
+        assert_ne!(collection_id(&n, "ab", "c"), collection_id(&n, "a", "bc"));
+        assert_ne!(
+            a,
+            collection_id(&SymmetricKey::generate(), "alice", "notes")
+        );
+        let k1 = collection_key(&n, "alice", &a, 1);
+        assert_ne!(k1.expose(), collection_key(&n, "alice", &a, 2).expose());
+        assert_ne!(k1.expose(), collection_key(&n, "bob", &a, 1).expose());
+        assert_ne!(
+            k1.expose(),
+            collection_key(&n, "alice", &[0u8; 16], 1).expose()
+        );
+        assert_eq!(k1.expose(), collection_key(&n, "alice", &a, 1).expose());
+    }
+
+    #[test]
+    fn object_keys_separate_label_and_identity() {
+        // MS-04, MS-14, MS-17: label and identity both change key and commitment.
+        let b = ObjectKey::derive(&ck(), ObjectLabel::Batch, b"id");
+        let c = ObjectKey::derive(&ck(), ObjectLabel::Collection, b"id");
+        let b2 = ObjectKey::derive(&ck(), ObjectLabel::Batch, b"id2");
+        assert_ne!(b.commitment(), c.commitment());
+        assert_ne!(b.commitment(), b2.commitment());
+        assert_ne!(b.key, c.key);
+        let ct = b.seal(b"hdr", b"data");
+        assert!(c.open(&b.commitment(), b"hdr", &ct).is_err());
+    }
+
+    #[test]
+    fn object_round_trip() {
+        let k = ObjectKey::derive(&ck(), ObjectLabel::Batch, b"identity");
+        let ct = k.seal(b"header", b"mutations");
+        assert_eq!(ct.len(), 9 + TAG_LEN);
+        assert_eq!(
+            k.open(&k.commitment(), b"header", &ct).unwrap(),
+            b"mutations"
+        );
+        let empty = k.seal(b"", b"");
+        assert_eq!(k.open(&k.commitment(), b"", &empty).unwrap(), b"");
+    }
+
+    #[test]
+    fn commitment_checked_first() {
+        // MS-42: a ciphertext is only opened under the key its header commits to. Even the
+        // right AES key with a wrong commitment is refused with Commitment, before decryption.
+        let k = ObjectKey::derive(&ck(), ObjectLabel::Batch, b"identity");
+        let other = ObjectKey::derive(&ck(), ObjectLabel::Batch, b"other");
+        let ct = k.seal(b"h", b"p");
+        let mut bad = k.commitment();
+        bad[31] ^= 1;
+        assert_eq!(k.open(&bad, b"h", &ct), Err(CryptoError::Commitment));
+        assert_eq!(k.open(&bad[..31], b"h", &ct), Err(CryptoError::Commitment));
+        assert_eq!(k.open(&[], b"h", &ct), Err(CryptoError::Commitment));
+        // A second key presented with the first key's commitment is refused outright.
+        assert_eq!(
+            other.open(&k.commitment(), b"h", &ct),
+            Err(CryptoError::Commitment)
+        );
+        // Garbage ciphertext with a bad commitment still reports Commitment (checked first).
+        assert_eq!(k.open(&bad, b"h", &[]), Err(CryptoError::Commitment));
+    }
+
+    #[test]
+    fn object_tamper_refused() {
+        // MS-16, MS-17: altered ciphertext, AAD or truncated input => Decrypt.
+        let k = ObjectKey::derive(&ck(), ObjectLabel::Batch, b"identity");
+        let ct = k.seal(b"header", b"payload");
+        let c = k.commitment();
+        assert_eq!(k.open(&c, b"headex", &ct), Err(CryptoError::Decrypt));
+        assert_eq!(
+            k.open(&c, b"header", &ct[..ct.len() - 1]),
+            Err(CryptoError::Decrypt)
+        );
+        assert_eq!(
+            k.open(&c, b"header", &ct[..TAG_LEN - 1]),
+            Err(CryptoError::Decrypt)
+        );
+        assert_eq!(k.open(&c, b"header", &[]), Err(CryptoError::Decrypt));
+    }
+
+    #[test]
+    fn random_nonce_round_trip_and_layout() {
+        let k = SymmetricKey::generate();
+        let a = seal_random_nonce(&k, b"aad", b"plaintext");
+        let b = seal_random_nonce(&k, b"aad", b"plaintext");
+        assert_eq!(a.len(), NONCE_LEN + 9 + TAG_LEN);
+        assert_ne!(a[..NONCE_LEN], b[..NONCE_LEN]);
+        assert_eq!(
+            open_random_nonce(&k, b"aad", &a).unwrap().as_slice(),
+            b"plaintext"
+        );
+        assert_eq!(
+            open_random_nonce(&k, b"aad", &b).unwrap().as_slice(),
+            b"plaintext"
+        );
+    }
+
+    #[test]
+    fn random_nonce_tamper_refused() {
+        // MS-16, MS-05: wrong key, AAD, truncation => one Decrypt error.
+        let k = SymmetricKey::generate();
+        let d = seal_random_nonce(&k, b"aad", b"plaintext");
+        let other = SymmetricKey::generate();
+        assert_eq!(
+            open_random_nonce(&other, b"aad", &d).unwrap_err(),
+            CryptoError::Decrypt
+        );
+        assert_eq!(
+            open_random_nonce(&k, b"aax", &d).unwrap_err(),
+            CryptoError::Decrypt
+        );
+        assert_eq!(
+            open_random_nonce(&k, b"aad", &d[..d.len() - 1]).unwrap_err(),
+            CryptoError::Decrypt
+        );
+        for n in [0, 1, NONCE_LEN, NONCE_LEN + TAG_LEN - 1] {
+            assert_eq!(
+                open_random_nonce(&k, b"aad", &d[..n]).unwrap_err(),
+                CryptoError::Decrypt
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn object_any_bit_flip_refused(
+            pt in proptest::collection::vec(any::<u8>(), 0..300),
+            aad in proptest::collection::vec(any::<u8>(), 1..40),
+            in_aad in any::<bool>(),
+            bit in any::<usize>(),
+        ) {
+            // MS-16, MS-17: any flipped bit in ciphertext or AAD is refused.
+            let k = ObjectKey::derive(&ck(), ObjectLabel::Batch, &aad);
+            let mut ct = k.seal(&aad, &pt);
+            prop_assert_eq!(k.open(&k.commitment(), &aad, &ct).unwrap(), pt);
+            let mut aad2 = aad;
+            let target = if in_aad { &mut aad2 } else { &mut ct };
+            let i = bit % (target.len() * 8);
+            target[i / 8] ^= 1 << (i % 8);
+            prop_assert_eq!(k.open(&k.commitment(), &aad2, &ct), Err(CryptoError::Decrypt));
+        }
+
+        #[test]
+        fn random_nonce_any_bit_flip_refused(
+            pt in proptest::collection::vec(any::<u8>(), 0..300),
+            bit in any::<usize>(),
+        ) {
+            // MS-16: any flipped bit of nonce, ciphertext or tag is refused.
+            let k = SymmetricKey::from_bytes(&[5u8; 32]).unwrap();
+            let mut d = seal_random_nonce(&k, b"a", &pt);
+            let opened = open_random_nonce(&k, b"a", &d).unwrap();
+            prop_assert_eq!(opened.as_slice(), pt.as_slice());
+            let i = bit % (d.len() * 8);
+            d[i / 8] ^= 1 << (i % 8);
+            prop_assert_eq!(open_random_nonce(&k, b"a", &d).unwrap_err(), CryptoError::Decrypt);
+        }
+    }
+}

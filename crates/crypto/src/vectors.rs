@@ -1,0 +1,107 @@
+//! Fixed test vectors pinning every derivation of suite 1.
+//!
+//! The expected values were computed independently with Python's `cryptography` 48.0
+//! (Ed25519, X25519, HKDF, HMAC, AES-GCM, Argon2id) from the formulas in
+//! `docs/protocol.md`; a change in any derivation breaks these tests.
+
+use crate::*;
+
+fn h(b: &[u8]) -> String {
+    hex::encode(b)
+}
+
+fn seed() -> [u8; 32] {
+    core::array::from_fn(|i| i as u8)
+}
+
+#[test]
+fn device_id_and_signature_vector() {
+    let sk = SigningKey::from_seed(&seed());
+    let vk = sk.verifying_key();
+    assert_eq!(
+        h(&vk.to_bytes()),
+        "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8"
+    );
+    assert_eq!(h(&device_id(&vk)), "cbfc99b3259907a61125f3691443bcf7");
+    let sig = sk.sign(SigContext::Batch, b"header", b"body");
+    assert_eq!(
+        h(&sig),
+        "682fdc37496348a3da77708b9faf9f2870ef59f5e898a8766c0b51def1f145dd\
+         7c26e8929e4def017bfbe86d1666dab0d88513b70b672c09bba3be644a0cab05"
+    );
+    assert!(
+        vk.verify(SigContext::Batch, b"header", b"body", &sig)
+            .is_ok()
+    );
+}
+
+#[test]
+fn collection_id_and_key_vector() {
+    let naming = SymmetricKey::from_bytes(&[0x22; 32]).unwrap();
+    let root = SymmetricKey::from_bytes(&[0x11; 32]).unwrap();
+    let cid = collection_id(&naming, "alice", "notes");
+    assert_eq!(h(&cid), "2877e2a02461159cbc116ea073997706");
+    let ck = collection_key(&root, "alice", &cid, 1);
+    assert_eq!(
+        h(ck.expose()),
+        "185dc01446858281ae8fc63d8081a6aec9767f321b6ba6126e5dd29bbb466326"
+    );
+}
+
+#[test]
+fn object_key_vector() {
+    let ck = SymmetricKey::from_bytes(
+        &hex::decode("185dc01446858281ae8fc63d8081a6aec9767f321b6ba6126e5dd29bbb466326").unwrap(),
+    )
+    .unwrap();
+    let ok = ObjectKey::derive(&ck, ObjectLabel::Batch, b"identity");
+    assert_eq!(
+        h(&ok.commitment()),
+        "c5eabba7e28b314048b14939c319f49b5e2c95ade11bec88062818da30a3111f"
+    );
+    let ct = ok.seal(b"hdr", b"hello");
+    assert_eq!(h(&ct), "47e8f77a71085ddbca7a05086e61d76bce0f461c88");
+    assert_eq!(ok.open(&ok.commitment(), b"hdr", &ct).unwrap(), b"hello");
+    let oc = ObjectKey::derive(&ck, ObjectLabel::Collection, b"identity");
+    assert_eq!(
+        h(&oc.commitment()),
+        "66f2b00d57d6177e5b404bf3838648eb4fbb15200e3457ee58fa9958df6cce82"
+    );
+}
+
+#[test]
+fn recovery_and_passphrase_vectors() {
+    let text = "000G-40R4-0M30-E209-185G-R38E-1W81-24GK";
+    let secret = RecoverySecret::parse(text).unwrap();
+    assert_eq!(
+        secret.expose(),
+        &core::array::from_fn::<u8, 20, _>(|i| i as u8)
+    );
+    let rk = derive_recovery_keys(&secret, b"sealsync-salt-16", KdfParams::DEFAULT).unwrap();
+    assert_eq!(
+        h(&rk.signing.verifying_key().to_bytes()),
+        "7a7a29c0263415403d4e838c4cbbfc16c03d486847b1e7301bd4b22449d698f8"
+    );
+    assert_eq!(
+        h(rk.blob_key.expose()),
+        "5b7d4abc6a5ed8d8873ada8904e7dc22b114202114c15a3321780a326beea2f7"
+    );
+    let pk = passphrase_key(b"correct horse", b"sealsync-salt-16", KdfParams::DEFAULT).unwrap();
+    assert_eq!(
+        h(pk.expose()),
+        "5fcf0b45d10f3fd9469248fc1648ae2a9e4bef73c92877db729eb20e183ccfa5"
+    );
+}
+
+#[test]
+fn approval_code_vector() {
+    let vk = SigningKey::from_seed(&seed()).verifying_key();
+    let kx = KxSecretKey::from_bytes(&[0x44; 32]).public_key();
+    assert_eq!(
+        h(&kx.to_bytes()),
+        "ff2ee45601ec1b67310c7790404585ae697331eee1c1f8cf2419731c1fff3e6b"
+    );
+    let code = approval_code(&[0x33; 32], &device_id(&vk), &vk, &kx);
+    assert_eq!(code, "HJZJ3-M70WZ");
+    assert!(approval_code_matches(&code, "hjzj3m70wz"));
+}
