@@ -6,7 +6,13 @@
 //! shared by client and server. It does no I/O.
 #![forbid(unsafe_code)]
 
-#[allow(missing_docs, clippy::all, clippy::pedantic, unreachable_pub, missing_debug_implementations)]
+#[allow(
+    missing_docs,
+    clippy::all,
+    clippy::pedantic,
+    unreachable_pub,
+    missing_debug_implementations
+)]
 mod generated {
     include!("generated.rs");
 }
@@ -56,7 +62,10 @@ pub fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, DecodeError> {
 /// Like [`decode`], with an explicit size limit.
 pub fn decode_limited<M: Message + Default>(bytes: &[u8], limit: usize) -> Result<M, DecodeError> {
     if bytes.len() > limit {
-        return Err(DecodeError::TooLarge { len: bytes.len(), limit });
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            limit,
+        });
     }
     Ok(M::decode(bytes)?)
 }
