@@ -7,14 +7,43 @@
 //! specified in `docs/protocol.md`.
 #![forbid(unsafe_code)]
 
+pub mod batch;
+pub mod collection;
+pub mod envelope;
+pub mod error;
 pub mod hlc;
 pub mod ids;
+pub mod keys;
 pub mod merge;
 pub mod policy;
+pub mod recovery;
+pub mod roster;
 pub mod state;
+pub mod verify;
 
+#[cfg(test)]
+mod testkit;
+
+pub use batch::{
+    BatchDraft, ChainCheck, ChainState, MAX_BATCH_BYTES, MAX_BATCH_MUTATIONS, MAX_KEY_BYTES,
+    MAX_VALUE_BYTES, SealedBatch, check_chain, mutation_version, open_batch, open_batch_with_keys,
+    seal_batch,
+};
+pub use collection::{
+    Descriptor, descriptor_collection_id, open_descriptor, pick_descriptor, seal_descriptor,
+};
+pub use envelope::{PURPOSE_ACCOUNT_KEYS, envelope_recipient, open_envelope, seal_envelope};
+pub use error::{
+    BatchError, CollectionError, EnvelopeError, KeysError, RecoveryError, RosterError,
+};
 pub use hlc::{ClockError, Hlc, HlcClock, MAX_DRIFT_MS, within_drift};
 pub use ids::{BatchHash, CollectionId, DeviceId, IdError, VersionId};
+pub use keys::AccountKeys;
 pub use merge::{Resolved, Version, explain, resolve};
 pub use policy::{Policy, PolicyError};
+pub use recovery::{open_recovery_blob, seal_recovery_blob};
+pub use roster::{
+    GenesisParams, MAX_DEVICE_NAME_BYTES, NewMember, Roster, RosterMember, roster_entry_hash,
+};
 pub use state::{collection_root, combined_root, leaf_hash, state_root};
+pub use verify::{VerifiedHeader, batch_hash, verify_batch};

@@ -1,0 +1,1 @@
+//! Roster tests (MS-10, MS-11, MS-12).

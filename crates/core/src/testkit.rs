@@ -1,0 +1,1 @@
+//! Test-only in-memory model of devices and replicas.
