@@ -1,0 +1,300 @@
+//! Account endpoints: status, roster, pending devices, key envelopes, recovery blob.
+//!
+//! The server keeps each account's roster as received and only appends an entry that
+//! `sealsync_core::Roster` accepts as the next link of the verified chain (genesis only when
+//! the account has none, posted by its subject). It cannot forge entries; this check only
+//! keeps garbage and forks out of the log it serves. Sending a key envelope and storing the
+//! recovery blob need roster membership ([`Member`]); the rest only an active device.
+
+use std::collections::HashSet;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use http::HeaderMap;
+use sealsync_core::{DeviceId, Roster, envelope_recipient, roster_entry_hash};
+use sealsync_crypto::{SUITE_V1, SigContext, VerifyingKey};
+use sealsync_proto::{
+    EnvelopeHeader, PendingDevice, PendingDevicesResponse, RecoveryBlob, RecoveryHeader,
+    RosterEntryBody, RosterResponse, Sealed, SealedList, SignedRosterEntry, StatusResponse,
+};
+
+use super::enroll::decode_entries;
+use super::{
+    ApiError, AppState, Caller, Member, SMALL_BODY_LIMIT, decode, proto, query_pairs, query_u64,
+    read_body,
+};
+use crate::datadir::now_ms;
+use crate::pki::sha256;
+use crate::store::{NewEnvelope, RosterRow};
+
+fn caller_key(device: &crate::store::DeviceRecord) -> Result<VerifyingKey, ApiError> {
+    VerifyingKey::from_bytes(&device.sign_pk)
+        .map_err(|_| ApiError::internal("stored signing key is invalid"))
+}
+
+fn device_id_field(bytes: &[u8]) -> Result<DeviceId, ApiError> {
+    DeviceId::from_slice(bytes)
+        .map_err(|_| ApiError::bad_request("device id field has the wrong length"))
+}
+
+pub(super) async fn status(Caller(me): Caller) -> Response {
+    proto(&StatusResponse {
+        device_id: me.device_id.0.to_vec(),
+        account: me.account,
+        admission: me.state.as_str().to_string(),
+        server_time_ms: now_ms(),
+    })
+}
+
+pub(super) async fn get_roster(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(query.as_deref())?;
+    let after = query_u64(&pairs, "after")?.unwrap_or(0);
+    let rows = state.store.roster(me.account, after).await?;
+    Ok(proto(&RosterResponse {
+        entries: decode_entries(&rows)?,
+    }))
+}
+
+pub(super) async fn post_roster(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&headers, body, SMALL_BODY_LIMIT).await?;
+    let entry: SignedRosterEntry = decode(&bytes, SMALL_BODY_LIMIT, "roster entry")?;
+    let entry_body: RosterEntryBody = decode(&entry.body, SMALL_BODY_LIMIT, "roster entry body")?;
+    if entry_body.account != me.account {
+        return Err(ApiError::forbidden("roster entry for another account"));
+    }
+    let subject = device_id_field(&entry_body.subject_device_id)?;
+    let hash = roster_entry_hash(&entry);
+    let stored = state.store.roster(me.account.clone(), 0).await?;
+
+    // An entry already stored with the same hash is acknowledged again (idempotent retry).
+    if let Some(row) = usize::try_from(entry_body.seq)
+        .ok()
+        .and_then(|i| stored.get(i))
+    {
+        if row.hash == hash {
+            return Ok(proto(&RosterResponse::default()));
+        }
+        return Err(ApiError::conflict(format!(
+            "roster seq {} already taken",
+            entry_body.seq
+        )));
+    }
+
+    // The subject must be an enrolled device of this account, with the keys it enrolled.
+    let subject_dev = state
+        .store
+        .device(subject)
+        .await?
+        .filter(|d| d.account == me.account)
+        .ok_or_else(|| ApiError::conflict("roster subject is not a device of this account"))?;
+    if subject_dev.sign_pk.as_slice() != entry_body.subject_sign_pk.as_slice()
+        || subject_dev.kx_pk.as_slice() != entry_body.subject_kx_pk.as_slice()
+    {
+        return Err(ApiError::conflict(
+            "roster subject keys differ from the enrolled keys",
+        ));
+    }
+
+    let account = me.account.clone();
+    let entries = decode_entries(&stored)?;
+    let me_id = me.device_id;
+    let seq = tokio::task::spawn_blocking(move || -> Result<u64, ApiError> {
+        if entries.is_empty() {
+            // Genesis: only from the device it is about.
+            if subject != me_id {
+                return Err(ApiError::forbidden(
+                    "genesis posted by another device than its subject",
+                ));
+            }
+            Roster::from_genesis(&entry, &account)
+                .map_err(|e| ApiError::conflict(format!("genesis refused: {e}")))?;
+            return Ok(0);
+        }
+        let mut roster = Roster::from_genesis(&entries[0], &account)
+            .map_err(|e| ApiError::internal(format!("stored genesis does not verify: {e}")))?;
+        roster
+            .extend(&entries[1..])
+            .map_err(|e| ApiError::internal(format!("stored roster does not verify: {e}")))?;
+        // The poster is the signer, or for a recovery-signed ADD the new device itself.
+        let poster_ok = if entry_body.signer_device_id.is_empty() {
+            subject == me_id
+        } else {
+            entry_body.signer_device_id.as_slice() == me_id.0.as_slice()
+        };
+        if !poster_ok {
+            return Err(ApiError::forbidden(
+                "roster entry posted by a device that did not sign it",
+            ));
+        }
+        roster
+            .apply(&entry)
+            .map_err(|e| ApiError::conflict(format!("roster entry refused: {e}")))?;
+        Ok(entry_body.seq)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("roster task failed: {e}")))??;
+
+    state
+        .store
+        .append_roster(
+            me.account.clone(),
+            RosterRow {
+                seq,
+                subject,
+                hash,
+                entry: bytes.to_vec(),
+            },
+        )
+        .await?;
+    tracing::info!(account = %me.account, seq, subject = %subject, "roster entry appended");
+    Ok(proto(&RosterResponse::default()))
+}
+
+pub(super) async fn pending_devices(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+) -> Result<Response, ApiError> {
+    let members: HashSet<DeviceId> = state
+        .store
+        .roster(me.account.clone(), 0)
+        .await?
+        .into_iter()
+        .map(|r| r.subject)
+        .collect();
+    let devices = state.store.account_devices(me.account).await?;
+    let pending = devices
+        .into_iter()
+        .filter(|d| {
+            d.state == crate::store::AdmissionState::Active && !members.contains(&d.device_id)
+        })
+        .map(|d| PendingDevice {
+            device_id: d.device_id.0.to_vec(),
+            name: d.name,
+            sign_pk: d.sign_pk.to_vec(),
+            kx_pk: d.kx_pk.to_vec(),
+            enrolled_ms: d.enrolled_ms,
+        })
+        .collect();
+    Ok(proto(&PendingDevicesResponse { devices: pending }))
+}
+
+pub(super) async fn post_envelope(
+    State(state): State<AppState>,
+    Member(me): Member,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&headers, body, SMALL_BODY_LIMIT).await?;
+    let sealed: Sealed = decode(&bytes, SMALL_BODY_LIMIT, "envelope")?;
+    let recipient = envelope_recipient(&sealed)
+        .map_err(|_| ApiError::bad_request("envelope header malformed"))?;
+    let header: EnvelopeHeader = decode(&sealed.header, SMALL_BODY_LIMIT, "envelope header")?;
+    if header.suite != SUITE_V1 {
+        return Err(ApiError::bad_request("envelope suite unknown"));
+    }
+    if header.account != me.account {
+        return Err(ApiError::forbidden("envelope for another account"));
+    }
+    // CD-07: the sender is the caller, proven by its enrolled key.
+    if header.sender_device_id.as_slice() != me.device_id.0.as_slice() {
+        return Err(ApiError::forbidden("envelope sender is not the caller"));
+    }
+    caller_key(&me)?
+        .verify(
+            SigContext::Envelope,
+            &sealed.header,
+            &sealed.ciphertext,
+            &sealed.signature,
+        )
+        .map_err(|_| ApiError::bad_request("envelope signature invalid"))?;
+    // BI-16: only to a device of the same account.
+    match state.store.device(recipient).await? {
+        Some(d) if d.account == me.account => {}
+        _ => {
+            return Err(ApiError::not_found(
+                "envelope recipient is not a device of this account",
+            ));
+        }
+    }
+    let sealed_bytes = sealsync_proto::encode(&sealed);
+    state
+        .store
+        .put_envelope(NewEnvelope {
+            account: me.account,
+            sender: me.device_id,
+            recipient,
+            hash: sha256(&sealed_bytes),
+            sealed: sealed_bytes,
+            created_ms: now_ms(),
+        })
+        .await?;
+    Ok(proto(&SealedList::default()))
+}
+
+pub(super) async fn get_envelopes(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+) -> Result<Response, ApiError> {
+    let rows = state.store.envelopes_for(me.account, me.device_id).await?;
+    let items = rows
+        .iter()
+        .map(|b| {
+            sealsync_proto::decode::<Sealed>(b)
+                .map_err(|_| ApiError::internal("stored envelope does not decode"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(proto(&SealedList { items }))
+}
+
+pub(super) async fn put_recovery(
+    State(state): State<AppState>,
+    Member(me): Member,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&headers, body, SMALL_BODY_LIMIT).await?;
+    let blob: RecoveryBlob = decode(&bytes, SMALL_BODY_LIMIT, "recovery blob")?;
+    let header: RecoveryHeader = decode(&blob.header, SMALL_BODY_LIMIT, "recovery header")?;
+    if header.suite != SUITE_V1 {
+        return Err(ApiError::bad_request("recovery blob suite unknown"));
+    }
+    if header.account != me.account {
+        return Err(ApiError::forbidden("recovery blob for another account"));
+    }
+    let genesis = state.store.roster(me.account.clone(), 0).await?;
+    match genesis.first() {
+        Some(g) if g.hash.as_slice() == header.genesis_hash.as_slice() => {}
+        _ => {
+            return Err(ApiError::conflict(
+                "recovery blob is not bound to this account's genesis",
+            ));
+        }
+    }
+    state
+        .store
+        .put_recovery(me.account, sealsync_proto::encode(&blob), now_ms())
+        .await?;
+    Ok(proto(&RecoveryBlob::default()))
+}
+
+pub(super) async fn get_recovery(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+) -> Result<Response, ApiError> {
+    let blob = state
+        .store
+        .recovery(me.account)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no recovery blob"))?;
+    Ok(super::raw_proto(blob))
+}
