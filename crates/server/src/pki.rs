@@ -221,6 +221,7 @@ pub(crate) fn device_id_from_cert(der: &[u8]) -> Option<[u8; 16]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rcgen::PublicKeyData as _;
     use x509_parser::extensions::ParsedExtension;
 
     fn ca() -> CertAuthority {

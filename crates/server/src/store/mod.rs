@@ -17,6 +17,8 @@
 mod log;
 mod schema;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::pin::Pin;

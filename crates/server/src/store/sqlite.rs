@@ -24,12 +24,12 @@ const MAX_IDLE_READERS: usize = 4;
 /// SQLite implementation of [`Store`]. Cheap to clone (shared connections).
 #[derive(Clone)]
 pub struct SqliteStore {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    pub(super) writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
 }
 
