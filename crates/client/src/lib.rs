@@ -1,1 +1,76 @@
-//! placeholder
+//! Sealsync device library: a [`Replica`] is one device's encrypted local store, key store
+//! and sync engine.
+//!
+//! - Local edits (`put`, `delete`, `resolve`) are durable when the call returns and work
+//!   offline; collections are addressed by name (blinded for the server once the account
+//!   keys are known).
+//! - [`Replica::sync`] speaks `docs/protocol.md` over HTTP/2 and mutual TLS 1.3: it extends
+//!   the verified roster, receives the account keys when approved, exchanges collection
+//!   descriptors, pushes sealed batches from the outbox and pulls, verifies and applies other
+//!   devices' batches. Anything from the server that fails a check is refused as a whole and
+//!   leaves local state unchanged.
+//! - [`Replica::enroll`] joins an account with a bundle from `sealsync admin enroll`, as its
+//!   first device (creating the account keys, roster genesis and recovery secret), as a
+//!   pending device (approved later by a trusted one with [`Replica::approve`]), or with the
+//!   recovery secret.
+//!
+//! Files in the home directory: `replica.db` (SQLite, values encrypted with a local storage
+//! key), `keystore.bin` (sealed device secrets) and `keystore.key` (0600, only when no
+//! passphrase is set through `SEALSYNC_PASSPHRASE`).
+#![forbid(unsafe_code)]
+
+mod devices;
+mod enroll;
+mod error;
+pub mod keystore;
+mod net;
+mod replica;
+mod store;
+mod sync;
+#[cfg(test)]
+mod testutil;
+mod types;
+
+use std::path::PathBuf;
+
+use sealsync_core::{DeviceId, Roster};
+
+pub use error::ClientError;
+pub use keystore::{DeviceSecrets, FileKeyStore, KeyStore, Protection};
+pub use sealsync_core::{Policy, VersionId};
+pub use types::{
+    CollectionStatus, Conflict, ConflictVersion, DeviceState, EnrollOptions, Enrolled,
+    HistoryEntry, PendingDeviceInfo, Status, SyncIssue, SyncReport,
+};
+
+/// Largest record key in bytes.
+pub const MAX_KEY_BYTES: usize = sealsync_core::MAX_KEY_BYTES;
+/// Largest record value in bytes.
+pub const MAX_VALUE_BYTES: usize = sealsync_core::MAX_VALUE_BYTES;
+
+/// One device's replica: local store, keys and sync engine. `Debug` prints no secrets.
+pub struct Replica {
+    home: PathBuf,
+    store: store::Store,
+    secrets: DeviceSecrets,
+    keystore: FileKeyStore,
+    device_id: DeviceId,
+    account: String,
+    name: String,
+    server_url: String,
+    state: DeviceState,
+    roster: Roster,
+    genesis_hash: [u8; 32],
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("home", &self.home)
+            .field("device_id", &self.device_id)
+            .field("account", &self.account)
+            .field("name", &self.name)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}

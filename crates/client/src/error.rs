@@ -1,0 +1,121 @@
+//! The client's error type.
+
+use std::path::PathBuf;
+
+/// Why a [`crate::Replica`] operation failed. Messages say what to do next.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The record does not exist (never written, or deleted): `get`-like operations that
+    /// need a live record (`delete`, `history` of an unknown key).
+    #[error("no record {key:?} in collection {collection:?}")]
+    NotFound {
+        /// Collection asked for.
+        collection: String,
+        /// Key asked for.
+        key: String,
+    },
+    /// Arguments the caller passed are unusable (key too long, value too large, a `fields`
+    /// collection given something other than a JSON object, bad URL, unknown device id...).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The home directory holds no replica (run `sealsync device enroll` first).
+    #[error("no replica in {0}: enroll this device first (sealsync device enroll)")]
+    NotEnrolled(PathBuf),
+    /// `enroll` was asked to write into a home directory that already holds a replica.
+    #[error("{0} already holds an enrolled replica; use another directory or delete it first")]
+    AlreadyEnrolled(PathBuf),
+    /// The operation needs the account keys, which a pending device does not have yet.
+    #[error(
+        "this device is still pending approval: approve it from a trusted device (code {approval_code}), then run sync"
+    )]
+    NotTrusted {
+        /// The code to compare on the approving device.
+        approval_code: String,
+    },
+    /// The enrollment bundle could not be parsed.
+    #[error(
+        "invalid enrollment bundle: {0}; copy the whole line printed by `sealsync admin enroll`"
+    )]
+    Bundle(String),
+    /// The key store could not be opened or written (wrong or missing passphrase, corrupt or
+    /// missing file).
+    #[error("key store: {0}")]
+    KeyStore(String),
+    /// A file-system operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The local SQLite database failed (disk full, corruption, locked by another process).
+    #[error("local database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// The local database content is inconsistent (bad lengths, undecryptable value...).
+    #[error("local database is corrupt: {0}")]
+    Corrupt(String),
+    /// TLS setup or handshake failed (pin mismatch, certificate rejected, bad key).
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// Network failure or timeout talking to the server; retry later.
+    #[error("network: {0}")]
+    Network(String),
+    /// The server answered with an error status.
+    #[error("server refused {request}: {code} (HTTP {status}, error id {error_id})")]
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// `ErrorResponse.code`, e.g. `unauthorized`, `conflict`.
+        code: String,
+        /// Opaque id to look up in the server log.
+        error_id: String,
+        /// Method and path of the refused request.
+        request: String,
+    },
+    /// The server's response was malformed or violated the protocol.
+    #[error("protocol violation by the server: {0}")]
+    Protocol(String),
+    /// The account roster from the server failed verification (fork, bad signature, shorter
+    /// than the one already verified: MS-10, MS-11, MS-12). Nothing was changed locally.
+    #[error(
+        "roster verification failed: {0}; the server may be forking or rewriting the device list"
+    )]
+    Roster(String),
+    /// An approval was refused (code mismatch, unknown device, substituted keys: MS-10).
+    #[error("{0}")]
+    Approval(String),
+    /// Recovery with a recovery secret failed (wrong secret, bad blob).
+    #[error("recovery failed: {0}")]
+    Recovery(String),
+    /// A cryptographic operation failed.
+    #[error("crypto: {0}")]
+    Crypto(#[from] sealsync_crypto::CryptoError),
+    /// A batch could not be built or a pulled batch failed verification; nothing of it was
+    /// applied.
+    #[error(
+        "batch refused ({check} check) in collection {collection:?} by device {author}: {error}"
+    )]
+    Batch {
+        /// Short name of the failed check (`BatchError::check`).
+        check: &'static str,
+        /// Collection name (or id hex if unknown).
+        collection: String,
+        /// Author device id (hex).
+        author: String,
+        /// The verification error.
+        error: sealsync_core::BatchError,
+    },
+}
+
+impl ClientError {
+    /// Wraps an I/O error with what was being done.
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! Opening a replica and the local (offline) operations: put, get, delete, list, history,
+//! collections, conflicts, resolve, status and state roots.
+
+use std::path::Path;
+
+use sealsync_core::{CollectionId, DeviceId, Policy, Roster, VersionId, combined_root, explain};
+
+use crate::error::ClientError;
+use crate::keystore::{FileKeyStore, KEYSTORE_FILE};
+use crate::store::{CollInfo, DB_FILE, Store, corrupt, meta};
+use crate::types::{
+    CollectionStatus, Conflict, ConflictVersion, DeviceState, HistoryEntry, Status,
+};
+use crate::{MAX_KEY_BYTES, MAX_VALUE_BYTES, Replica};
+
+/// Rebuilds and verifies the roster from stored entries (genesis first).
+pub(crate) fn roster_from_entries(
+    entries: &[Vec<u8>],
+    account: &str,
+) -> Result<Roster, ClientError> {
+    let decoded: Vec<sealsync_proto::SignedRosterEntry> = entries
+        .iter()
+        .map(|e| sealsync_proto::decode(e).map_err(|_| corrupt("stored roster entry")))
+        .collect::<Result<_, _>>()?;
+    let (genesis, rest) = decoded
+        .split_first()
+        .ok_or_else(|| corrupt("no roster stored"))?;
+    let mut roster = Roster::from_genesis(genesis, account)
+        .map_err(|e| corrupt(format!("stored roster genesis: {e}")))?;
+    roster
+        .extend(rest)
+        .map_err(|e| corrupt(format!("stored roster: {e}")))?;
+    Ok(roster)
+}
+
+impl Replica {
+    /// Opens the replica enrolled in `home`. Needs `SEALSYNC_PASSPHRASE` if the key store was
+    /// created with a passphrase.
+    pub fn open(home: &Path) -> Result<Replica, ClientError> {
+        if !home.join(DB_FILE).exists() || !home.join(KEYSTORE_FILE).exists() {
+            return Err(ClientError::NotEnrolled(home.to_path_buf()));
+        }
+        let (keystore, secrets) = FileKeyStore::open(home)?;
+        let device_id = secrets.device_id();
+        let store = Store::open(&home.join(DB_FILE), secrets.storage_key.clone(), device_id)?;
+        if store.meta_blob(meta::DEVICE_ID)?.is_none() {
+            return Err(ClientError::NotEnrolled(home.to_path_buf()));
+        }
+        let text = |k: &str| -> Result<String, ClientError> {
+            store
+                .meta_text(k)?
+                .ok_or_else(|| corrupt(format!("missing {k}")))
+        };
+        let account = text(meta::ACCOUNT)?;
+        let name = text(meta::NAME)?;
+        let server_url = text(meta::SERVER_URL)?;
+        let state =
+            DeviceState::parse(&text(meta::STATE)?).ok_or_else(|| corrupt("unknown state"))?;
+        let genesis_hash: [u8; 32] = store
+            .meta_required(meta::GENESIS_HASH)?
+            .try_into()
+            .map_err(|_| corrupt("genesis hash"))?;
+        let roster = roster_from_entries(&store.roster_entries()?, &account)?;
+        if roster.genesis_hash() != genesis_hash {
+            return Err(corrupt(
+                "stored roster does not start at the trusted genesis",
+            ));
+        }
+        if state == DeviceState::Trusted && secrets.account_keys.is_none() {
+            return Err(corrupt("trusted device without account keys"));
+        }
+        Ok(Replica {
+            home: home.to_path_buf(),
+            store,
+            secrets,
+            keystore,
+            device_id,
+            account,
+            name,
+            server_url,
+            state,
+            roster,
+            genesis_hash,
+        })
+    }
+
+    /// The code a trusted device compares before approving this one.
+    pub(crate) fn approval_code(&self) -> String {
+        sealsync_crypto::approval_code(
+            &self.genesis_hash,
+            &self.device_id.0,
+            &self.secrets.signing.verifying_key(),
+            &self.secrets.kx.public_key(),
+        )
+    }
+
+    /// Blinded id of collection `name`, once the account keys are known.
+    pub(crate) fn collection_id(&self, name: &str) -> Option<CollectionId> {
+        self.secrets
+            .account_keys
+            .as_ref()
+            .map(|k| k.collection_id(&self.account, name))
+    }
+
+    /// The collection, created with the `lww` policy on first write.
+    fn collection_for_write(&mut self, name: &str) -> Result<CollInfo, ClientError> {
+        if let Some(c) = self.store.collection(name)? {
+            return Ok(c);
+        }
+        let cid = self.collection_id(name);
+        self.store.create_collection(name, Policy::Lww, cid, false)
+    }
+
+    fn check_write(coll: &CollInfo, key: &str, value: &[u8]) -> Result<(), ClientError> {
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return Err(ClientError::InvalidInput(format!(
+                "record keys must be 1 to {MAX_KEY_BYTES} bytes (got {})",
+                key.len()
+            )));
+        }
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(ClientError::InvalidInput(format!(
+                "values are limited to {MAX_VALUE_BYTES} bytes (got {}); split large data into several records",
+                value.len()
+            )));
+        }
+        if coll.policy == Policy::Fields
+            && !matches!(
+                serde_json::from_slice::<serde_json::Value>(value),
+                Ok(serde_json::Value::Object(_))
+            )
+        {
+            return Err(ClientError::InvalidInput(format!(
+                "collection {:?} uses the fields policy: values must be JSON objects like {{\"field\": \"value\"}}",
+                coll.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes `value` under `key` (creating the collection with the `lww` policy if needed).
+    /// Durable when it returns.
+    pub fn put(
+        &mut self,
+        collection: &str,
+        key: &str,
+        value: &[u8],
+    ) -> Result<VersionId, ClientError> {
+        let coll = self.collection_for_write(collection)?;
+        Self::check_write(&coll, key, value)?;
+        let manual = coll.policy == Policy::Manual;
+        self.store
+            .write_local(&coll, &[(key, false, value)], manual)
+            .map(|v| v[0])
+    }
+
+    /// Writes many records in one transaction (bulk import); same rules as [`Replica::put`].
+    pub fn put_many(
+        &mut self,
+        collection: &str,
+        records: &[(String, Vec<u8>)],
+    ) -> Result<Vec<VersionId>, ClientError> {
+        let coll = self.collection_for_write(collection)?;
+        for (k, v) in records {
+            Self::check_write(&coll, k, v)?;
+        }
+        let items: Vec<(&str, bool, &[u8])> = records
+            .iter()
+            .map(|(k, v)| (k.as_str(), false, v.as_slice()))
+            .collect();
+        self.store
+            .write_local(&coll, &items, coll.policy == Policy::Manual)
+    }
+
+    /// The live value of `key`, `None` if absent or deleted.
+    pub fn get(&self, collection: &str, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
+        match self.store.collection(collection)? {
+            Some(c) => self.store.get(&c, key),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes `key` (a tombstone version). [`ClientError::NotFound`] if it is not live.
+    pub fn delete(&mut self, collection: &str, key: &str) -> Result<VersionId, ClientError> {
+        let not_found = || ClientError::NotFound {
+            collection: collection.to_string(),
+            key: key.to_string(),
+        };
+        let coll = self.store.collection(collection)?.ok_or_else(not_found)?;
+        match self.store.record(&coll, key)? {
+            Some(r) if !r.deleted => {}
+            _ => return Err(not_found()),
+        }
+        let manual = coll.policy == Policy::Manual;
+        self.store
+            .write_local(&coll, &[(key, true, &[])], manual)
+            .map(|v| v[0])
+    }
+
+    /// Live records in key order.
+    pub fn list(&self, collection: &str) -> Result<Vec<(String, Vec<u8>)>, ClientError> {
+        match self.store.collection(collection)? {
+            Some(c) => self.store.list(&c),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Every version of `key` ever seen, in version order, each with why it won or lost.
+    /// Empty if the key was never written.
+    pub fn history(&self, collection: &str, key: &str) -> Result<Vec<HistoryEntry>, ClientError> {
+        let Some(coll) = self.store.collection(collection)? else {
+            return Ok(Vec::new());
+        };
+        let stored = self.store.versions(&coll, key)?;
+        let versions: Vec<_> = stored.iter().map(|s| s.version.clone()).collect();
+        let mut why: std::collections::HashMap<VersionId, String> =
+            explain(coll.policy, &versions).into_iter().collect();
+        Ok(stored
+            .into_iter()
+            .map(|s| HistoryEntry {
+                version: s.version.id,
+                hlc: s.version.id.hlc().0,
+                device: s.version.id.device(),
+                deleted: s.version.deleted,
+                explanation: why.remove(&s.version.id).unwrap_or_default(),
+                value: s.version.value,
+                supersedes: s.version.supersedes,
+                synced: s.synced,
+            })
+            .collect())
+    }
+
+    /// Creates a collection with `policy`. Succeeds if it exists with the same policy; a
+    /// different policy is accepted only while the collection is empty and unpublished.
+    pub fn create_collection(&mut self, name: &str, policy: Policy) -> Result<(), ClientError> {
+        match self.store.collection(name)? {
+            None => {
+                let cid = self.collection_id(name);
+                self.store.create_collection(name, policy, cid, false)?;
+                Ok(())
+            }
+            Some(c) if c.policy == policy => Ok(()),
+            Some(c) if !c.descriptor_pushed && !self.store.has_versions(&c)? => {
+                self.store.change_policy(&c, policy)?;
+                Ok(())
+            }
+            Some(c) => Err(ClientError::InvalidInput(format!(
+                "collection {name:?} already exists with policy {}; a policy cannot change once data or the collection is shared",
+                c.policy
+            ))),
+        }
+    }
+
+    /// Records of a `manual` collection with concurrent versions, in key order.
+    pub fn conflicts(&self, collection: &str) -> Result<Vec<Conflict>, ClientError> {
+        let Some(coll) = self.store.collection(collection)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for (key, heads) in self.store.conflicted_keys(&coll)? {
+            let versions = self
+                .store
+                .versions(&coll, &key)?
+                .into_iter()
+                .filter(|s| heads.contains(&s.version.id))
+                .map(|s| ConflictVersion {
+                    version: s.version.id,
+                    device: s.version.id.device(),
+                    deleted: s.version.deleted,
+                    value: s.version.value,
+                })
+                .collect();
+            out.push(Conflict { key, versions });
+        }
+        Ok(out)
+    }
+
+    /// Writes `value` as the resolution of `key`: a version superseding all current heads.
+    /// [`ClientError::NotFound`] if the key has no versions.
+    pub fn resolve(
+        &mut self,
+        collection: &str,
+        key: &str,
+        value: &[u8],
+    ) -> Result<VersionId, ClientError> {
+        let not_found = || ClientError::NotFound {
+            collection: collection.to_string(),
+            key: key.to_string(),
+        };
+        let coll = self.store.collection(collection)?.ok_or_else(not_found)?;
+        if self.store.record(&coll, key)?.is_none() {
+            return Err(not_found());
+        }
+        Self::check_write(&coll, key, value)?;
+        self.store
+            .write_local(&coll, &[(key, false, value)], true)
+            .map(|v| v[0])
+    }
+
+    /// Combined state root over the collections that hold records (tombstones included).
+    pub fn state_root(&self) -> Result<[u8; 32], ClientError> {
+        let mut roots = Vec::new();
+        for c in self.store.collections()? {
+            if self.store.has_records(&c)? {
+                roots.push((c.name.clone(), self.store.collection_root(&c)?));
+            }
+        }
+        Ok(combined_root(&roots))
+    }
+
+    /// Device, account, state and per-collection counters.
+    pub fn status(&self) -> Result<Status, ClientError> {
+        let mut collections = Vec::new();
+        for c in self.store.collections()? {
+            let pending = self.store.outbox_count(c.id)? + u64::from(self.store.has_unsent(c.id)?);
+            collections.push(CollectionStatus {
+                records: self.store.live_count(&c)?,
+                pending_batches: pending,
+                state_root: hex::encode(self.store.collection_root(&c)?),
+                policy: c.policy.as_str().to_string(),
+                name: c.name,
+            });
+        }
+        Ok(Status {
+            device_id: self.device_id.to_string(),
+            account: self.account.clone(),
+            name: self.name.clone(),
+            state: self.state,
+            approval_code: (self.state == DeviceState::Pending).then(|| self.approval_code()),
+            server_url: self.server_url.clone(),
+            collections,
+        })
+    }
+
+    /// This device's id.
+    pub fn device_id(&self) -> DeviceId {
+        self.device_id
+    }
+
+    /// Home directory of this replica.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+}

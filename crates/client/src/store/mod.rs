@@ -1,0 +1,410 @@
+//! The replica's local SQLite database (`replica.db`, WAL, `synchronous=FULL`).
+//!
+//! Tables:
+//! - `meta`: device id, account, name, server URL, CA and client certificates, state,
+//!   trusted genesis hash, last HLC, pending setup uploads;
+//! - `roster`: the verified roster entries (re-verified from genesis at open);
+//! - `collections`: by local name, with policy, blinded id once keys are known, descriptor
+//!   flag and pull cursor;
+//! - `versions`: every version ever seen, value sealed with the local storage key
+//!   (AAD = `lp(collection) || lp(key) || version id`), `batch_seq` NULL while unsent;
+//! - `records`: the materialised view (winner, tombstone flag, heads, leaf hash; merged
+//!   value only for `fields`);
+//! - `chains`/`chain_hashes`: per author and collection, the applied chain and the hash of
+//!   every applied batch (the device's own sealed batches included);
+//! - `outbox`: sealed batches not yet acknowledged by the server.
+//!
+//! Every change is one transaction, committed before the call returns (CF-01, CF-06).
+
+mod pull;
+mod records;
+mod seal;
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sealsync_core::{CollectionId, DeviceId, Hlc, HlcClock, Policy};
+use sealsync_crypto::SymmetricKey;
+
+use crate::error::ClientError;
+
+pub(crate) use pull::{PulledBatch, VerifiedPage};
+pub(crate) use seal::SealContext;
+
+/// Database file name inside the replica's home directory.
+pub(crate) const DB_FILE: &str = "replica.db";
+
+const SCHEMA: &str = r"
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS roster (seq INTEGER PRIMARY KEY, entry BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS collections (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    policy TEXT NOT NULL,
+    cid BLOB UNIQUE,
+    descriptor_pushed INTEGER NOT NULL DEFAULT 0,
+    cursor INTEGER NOT NULL DEFAULT 0,
+    created_hlc INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS versions (
+    id INTEGER PRIMARY KEY,
+    coll INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    vid BLOB NOT NULL,
+    deleted INTEGER NOT NULL,
+    value BLOB NOT NULL,
+    supersedes BLOB NOT NULL,
+    origin BLOB NOT NULL,
+    batch_seq INTEGER,
+    UNIQUE (coll, key, vid)
+);
+CREATE INDEX IF NOT EXISTS versions_unsent ON versions (coll, id) WHERE batch_seq IS NULL;
+CREATE TABLE IF NOT EXISTS records (
+    coll INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    winner BLOB NOT NULL,
+    deleted INTEGER NOT NULL,
+    heads BLOB NOT NULL,
+    leaf BLOB NOT NULL,
+    merged BLOB,
+    PRIMARY KEY (coll, key)
+);
+CREATE TABLE IF NOT EXISTS chains (
+    author BLOB NOT NULL,
+    coll INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    last_hash BLOB NOT NULL,
+    last_hlc INTEGER NOT NULL,
+    PRIMARY KEY (author, coll)
+);
+CREATE TABLE IF NOT EXISTS chain_hashes (
+    author BLOB NOT NULL,
+    coll INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (author, coll, seq)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    coll INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    bytes BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (coll, seq)
+);
+";
+
+/// Keys of the `meta` table.
+pub(crate) mod meta {
+    /// 16-byte device id.
+    pub(crate) const DEVICE_ID: &str = "device_id";
+    /// Account name.
+    pub(crate) const ACCOUNT: &str = "account";
+    /// Device name.
+    pub(crate) const NAME: &str = "name";
+    /// Server URL.
+    pub(crate) const SERVER_URL: &str = "server_url";
+    /// CA certificate DER.
+    pub(crate) const CA_DER: &str = "ca_der";
+    /// SHA-256 pin of the CA from the bundle.
+    pub(crate) const CA_PIN: &str = "ca_pin";
+    /// Client certificate DER.
+    pub(crate) const CERT_DER: &str = "cert_der";
+    /// "pending" | "trusted".
+    pub(crate) const STATE: &str = "state";
+    /// Hash of the trusted genesis entry.
+    pub(crate) const GENESIS_HASH: &str = "genesis_hash";
+    /// Last HLC issued or observed (u64be).
+    pub(crate) const HLC_LAST: &str = "hlc_last";
+    /// First device: genesis not yet acknowledged by the server (present = pending).
+    pub(crate) const UPLOAD_GENESIS: &str = "upload_genesis";
+    /// First device: encoded RecoveryBlob not yet uploaded (present = pending).
+    pub(crate) const UPLOAD_RECOVERY: &str = "upload_recovery";
+}
+
+/// One local collection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CollInfo {
+    /// Local row id.
+    pub(crate) id: i64,
+    /// Name (local, never sent in the clear).
+    pub(crate) name: String,
+    /// Merge policy.
+    pub(crate) policy: Policy,
+    /// Blinded id, once the account keys are known.
+    pub(crate) cid: Option<CollectionId>,
+    /// Our descriptor was pushed (or another device's was adopted).
+    pub(crate) descriptor_pushed: bool,
+    /// Pull cursor (server log index).
+    pub(crate) cursor: u64,
+    /// HLC at local creation (goes into our descriptor).
+    pub(crate) created_hlc: Hlc,
+}
+
+/// The local store: database plus the key for values at rest and the device's clock.
+pub(crate) struct Store {
+    conn: Connection,
+    storage_key: SymmetricKey,
+    device: DeviceId,
+    clock: HlcClock,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Milliseconds since the Unix epoch from the system clock.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn corrupt(what: impl Into<String>) -> ClientError {
+    ClientError::Corrupt(what.into())
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`.
+    pub(crate) fn open(
+        path: &Path,
+        storage_key: SymmetricKey,
+        device: DeviceId,
+    ) -> Result<Self, ClientError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "cache_size", -32_768)?;
+        conn.execute_batch(SCHEMA)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        let mut store = Self {
+            conn,
+            storage_key,
+            device,
+            clock: HlcClock::default(),
+        };
+        if let Some(stored) = store.meta_blob(meta::DEVICE_ID)?
+            && stored != device.0
+        {
+            return Err(corrupt(
+                "the database belongs to another device than the key store",
+            ));
+        }
+        let last = store
+            .meta_blob(meta::HLC_LAST)?
+            .map(|b| {
+                b.try_into()
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| corrupt("bad hlc"))
+            })
+            .transpose()?
+            .unwrap_or(0);
+        store.clock = HlcClock::new(Hlc(last));
+        Ok(store)
+    }
+
+    /// Reads one meta value.
+    pub(crate) fn meta_blob(&self, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT v FROM meta WHERE k = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Reads one meta value as text.
+    pub(crate) fn meta_text(&self, key: &str) -> Result<Option<String>, ClientError> {
+        self.meta_blob(key)?
+            .map(|b| String::from_utf8(b).map_err(|_| corrupt(format!("meta {key} is not text"))))
+            .transpose()
+    }
+
+    /// Reads a required meta value.
+    pub(crate) fn meta_required(&self, key: &str) -> Result<Vec<u8>, ClientError> {
+        self.meta_blob(key)?
+            .ok_or_else(|| corrupt(format!("missing {key}")))
+    }
+
+    /// Writes several meta values in one transaction (`None` deletes).
+    pub(crate) fn set_meta(&mut self, values: &[(&str, Option<&[u8]>)]) -> Result<(), ClientError> {
+        let tx = self.conn.transaction()?;
+        for (k, v) in values {
+            set_meta_tx(&tx, k, *v)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The verified roster entries stored locally, in seq order.
+    pub(crate) fn roster_entries(&self) -> Result<Vec<Vec<u8>>, ClientError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT entry FROM roster ORDER BY seq")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Stores roster entries (already verified by the caller) and meta changes in one
+    /// transaction.
+    pub(crate) fn store_roster(
+        &mut self,
+        entries: &[(u64, Vec<u8>)],
+        values: &[(&str, Option<&[u8]>)],
+    ) -> Result<(), ClientError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut st =
+                tx.prepare_cached("INSERT OR REPLACE INTO roster (seq, entry) VALUES (?1, ?2)")?;
+            for (seq, e) in entries {
+                st.execute(params![*seq as i64, e])?;
+            }
+        }
+        for (k, v) in values {
+            set_meta_tx(&tx, k, *v)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// All local collections, by name.
+    pub(crate) fn collections(&self) -> Result<Vec<CollInfo>, ClientError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, name, policy, cid, descriptor_pushed, cursor, created_hlc FROM collections ORDER BY name",
+        )?;
+        let rows = st.query_map([], row_to_coll)?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// One collection by name.
+    pub(crate) fn collection(&self, name: &str) -> Result<Option<CollInfo>, ClientError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, name, policy, cid, descriptor_pushed, cursor, created_hlc FROM collections WHERE name = ?1",
+        )?;
+        st.query_row([name], row_to_coll).optional()?.transpose()
+    }
+
+    /// The collection by name, or [`ClientError::InvalidInput`] naming it.
+    pub(crate) fn collection_required(&self, name: &str) -> Result<CollInfo, ClientError> {
+        self.collection(name)?
+            .ok_or_else(|| ClientError::InvalidInput(format!("no collection named {name:?}")))
+    }
+
+    /// Creates a collection (validating the name); `cid` when the account keys are known.
+    pub(crate) fn create_collection(
+        &mut self,
+        name: &str,
+        policy: Policy,
+        cid: Option<CollectionId>,
+        descriptor_pushed: bool,
+    ) -> Result<CollInfo, ClientError> {
+        validate_collection_name(name)?;
+        let hlc = self.clock.tick(now_ms());
+        let tx = self.conn.transaction()?;
+        tx.prepare_cached(
+            "INSERT INTO collections (name, policy, cid, descriptor_pushed, created_hlc) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            name,
+            policy.as_str(),
+            cid.map(|c| c.0.to_vec()),
+            descriptor_pushed,
+            hlc.0 as i64
+        ])?;
+        set_meta_tx(&tx, meta::HLC_LAST, Some(&hlc.0.to_be_bytes()))?;
+        tx.commit()?;
+        self.collection_required(name)
+    }
+
+    /// Sets the blinded ids of collections that have none yet.
+    pub(crate) fn assign_collection_ids(
+        &mut self,
+        id_of: impl Fn(&str) -> CollectionId,
+    ) -> Result<(), ClientError> {
+        let missing: Vec<CollInfo> = self
+            .collections()?
+            .into_iter()
+            .filter(|c| c.cid.is_none())
+            .collect();
+        let tx = self.conn.transaction()?;
+        for c in missing {
+            tx.prepare_cached("UPDATE collections SET cid = ?1 WHERE id = ?2")?
+                .execute(params![id_of(&c.name).0.to_vec(), c.id])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks a collection's descriptor as pushed.
+    pub(crate) fn mark_descriptor_pushed(&mut self, coll: i64) -> Result<(), ClientError> {
+        self.conn
+            .prepare_cached("UPDATE collections SET descriptor_pushed = 1 WHERE id = ?1")?
+            .execute([coll])?;
+        Ok(())
+    }
+}
+
+fn row_to_coll(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<CollInfo, ClientError>> {
+    let policy: String = r.get(2)?;
+    let cid: Option<Vec<u8>> = r.get(3)?;
+    let cursor: i64 = r.get(5)?;
+    let id: i64 = r.get(0)?;
+    let name: String = r.get(1)?;
+    let pushed: bool = r.get(4)?;
+    let created: i64 = r.get(6)?;
+    Ok((|| {
+        Ok(CollInfo {
+            id,
+            name,
+            policy: policy.parse().map_err(|_| corrupt("unknown policy"))?,
+            cid: cid
+                .map(|c| CollectionId::from_slice(&c).map_err(|_| corrupt("bad collection id")))
+                .transpose()?,
+            descriptor_pushed: pushed,
+            cursor: cursor as u64,
+            created_hlc: Hlc(created as u64),
+        })
+    })())
+}
+
+pub(crate) fn set_meta_tx(
+    tx: &rusqlite::Transaction<'_>,
+    key: &str,
+    v: Option<&[u8]>,
+) -> Result<(), ClientError> {
+    match v {
+        Some(v) => tx
+            .prepare_cached("INSERT OR REPLACE INTO meta (k, v) VALUES (?1, ?2)")?
+            .execute(params![key, v])?,
+        None => tx
+            .prepare_cached("DELETE FROM meta WHERE k = ?1")?
+            .execute([key])?,
+    };
+    Ok(())
+}
+
+/// Maximum length of a collection name in bytes.
+pub(crate) const MAX_COLLECTION_NAME: usize = 256;
+
+/// Collection names: 1..=256 bytes of UTF-8 without control characters.
+pub(crate) fn validate_collection_name(name: &str) -> Result<(), ClientError> {
+    if name.is_empty() || name.len() > MAX_COLLECTION_NAME || name.chars().any(char::is_control) {
+        return Err(ClientError::InvalidInput(format!(
+            "invalid collection name {name:?}: use 1 to {MAX_COLLECTION_NAME} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,98 @@
+//! Applying a verified page of pulled batches: versions, records, chains, cursor and clock in
+//! one transaction (CF-06: the cursor moves only when the apply commits).
+
+use rusqlite::{OptionalExtension, params};
+use sealsync_core::{BatchHash, ChainState, DeviceId, Hlc, VersionId};
+
+use super::records::{NewVersion, apply_versions};
+use super::seal::{advance_chain, chain_state};
+use super::{CollInfo, Store, corrupt, meta, now_ms, set_meta_tx};
+use crate::error::ClientError;
+
+/// One batch that passed every check.
+#[derive(Clone, Debug)]
+pub(crate) struct PulledBatch {
+    pub(crate) author: DeviceId,
+    pub(crate) seq: u64,
+    pub(crate) hash: BatchHash,
+    pub(crate) hlc_max: Hlc,
+    pub(crate) mutations: Vec<sealsync_proto::Mutation>,
+}
+
+/// A fully verified page, ready to apply.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct VerifiedPage {
+    pub(crate) batches: Vec<PulledBatch>,
+    /// Cursor to store once applied.
+    pub(crate) next: u64,
+}
+
+impl Store {
+    /// Chain state of `author` in `coll`.
+    pub(crate) fn chain(&self, author: &DeviceId, coll: i64) -> Result<ChainState, ClientError> {
+        chain_state(&self.conn, author, coll)
+    }
+
+    /// Hash of `author`'s applied (or own sealed) batch `seq` in `coll`.
+    pub(crate) fn known_hash(
+        &self,
+        author: &DeviceId,
+        coll: i64,
+        seq: u64,
+    ) -> Result<Option<BatchHash>, ClientError> {
+        let h: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached(
+                "SELECT hash FROM chain_hashes WHERE author = ?1 AND coll = ?2 AND seq = ?3",
+            )?
+            .query_row(params![author.0.as_slice(), coll, seq as i64], |r| r.get(0))
+            .optional()?;
+        h.map(|h| h.try_into().map_err(|_| corrupt("chain hash")))
+            .transpose()
+    }
+
+    /// Applies a verified page and advances the cursor, all in one transaction. Returns the
+    /// number of new versions.
+    pub(crate) fn apply_page(
+        &mut self,
+        coll: &CollInfo,
+        page: VerifiedPage,
+    ) -> Result<usize, ClientError> {
+        let now = now_ms();
+        for b in &page.batches {
+            // Remote clocks beyond the drift bound are not adopted (docs/protocol.md).
+            let _ = self.clock.observe(b.hlc_max, now);
+        }
+        let hlc = self.clock.last();
+        let tx = self.conn.transaction()?;
+        let mut versions = Vec::new();
+        for b in page.batches {
+            advance_chain(&tx, &b.author, coll.id, b.seq, &b.hash, b.hlc_max)?;
+            for m in b.mutations {
+                versions.push(NewVersion {
+                    vid: VersionId::new(Hlc(m.hlc), b.author),
+                    deleted: m.deleted,
+                    value: if m.deleted { Vec::new() } else { m.value },
+                    supersedes: m
+                        .supersedes
+                        .iter()
+                        .map(|s| VersionId::from_slice(s))
+                        .collect::<Result<_, _>>()
+                        .map_err(|_| {
+                            ClientError::Protocol(
+                                "malformed supersedes id in a verified batch".into(),
+                            )
+                        })?,
+                    key: m.key,
+                    batch_seq: Some(b.seq),
+                });
+            }
+        }
+        let applied = apply_versions(&tx, &self.storage_key, coll, versions)?;
+        tx.prepare_cached("UPDATE collections SET cursor = ?1 WHERE id = ?2")?
+            .execute(params![page.next as i64, coll.id])?;
+        set_meta_tx(&tx, meta::HLC_LAST, Some(&hlc.0.to_be_bytes()))?;
+        tx.commit()?;
+        Ok(applied)
+    }
+}

@@ -1,0 +1,469 @@
+//! The sync engine: roster, keys, descriptors, push and pull.
+//!
+//! One [`Replica::sync`] runs, over one mutual-TLS connection:
+//! 1. pending first-device uploads (genesis, recovery blob) if an earlier attempt failed;
+//! 2. `GET /v1/roster?after=len`, extending the verified roster (a fork or rewrite is
+//!    refused: MS-12);
+//! 3. for a pending device that the roster now lists: `GET /v1/envelopes`, opening the one
+//!    from a roster member (MS-15) to obtain the account keys;
+//! 4. for a trusted device: push new collection descriptors, fetch and verify all
+//!    descriptors (adopting the deterministic winner's policy), seal unsent edits into the
+//!    outbox, push the outbox, then pull every known collection page by page. Each page is
+//!    verified completely (roster key signature, chain, epoch, commitment, decryption,
+//!    mutation checks) before one transaction applies it and moves the cursor; a failing
+//!    page is refused whole and reported (CF-06, MS-16, MS-23, MS-25, MS-26).
+
+use std::collections::{BTreeMap, HashMap};
+
+use sealsync_core::{
+    AccountKeys, BatchError, BatchHash, ChainCheck, ChainState, CollectionId, Descriptor, DeviceId,
+    Hlc, VersionId, check_chain, open_batch, open_descriptor, open_envelope, pick_descriptor,
+    seal_descriptor, verify_batch,
+};
+use sealsync_crypto::SymmetricKey;
+use sealsync_proto::{
+    LogEntry, PullResponse, PushRequest, PushResponse, RosterResponse, Sealed, SealedList,
+};
+
+use crate::Replica;
+use crate::error::ClientError;
+use crate::keystore::KeyStore;
+use crate::net::{Connection, ServerUrl, tls};
+use crate::store::{CollInfo, PulledBatch, SealContext, VerifiedPage, corrupt, meta};
+use crate::types::{DeviceState, SyncIssue, SyncReport};
+
+/// Batches asked for per pull page.
+pub(crate) const PULL_PAGE_BATCHES: u64 = 64;
+/// Largest push request body this client builds.
+pub(crate) const PUSH_REQUEST_BYTES: usize = 8 * 1024 * 1024;
+
+impl Replica {
+    /// Opens a mutual-TLS connection to the server.
+    pub(crate) async fn connect(&self) -> Result<Connection, ClientError> {
+        let url = ServerUrl::parse(&self.server_url)?;
+        let ca = self.store.meta_required(meta::CA_DER)?;
+        let pin: [u8; 32] = self
+            .store
+            .meta_required(meta::CA_PIN)?
+            .try_into()
+            .map_err(|_| corrupt("CA pin"))?;
+        let cert = self.store.meta_required(meta::CERT_DER)?;
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(self.secrets.tls_key_der.to_vec().into());
+        let config = tls::mtls_config(&ca, &pin, &cert, key)?;
+        Connection::connect(&url, config).await
+    }
+
+    fn account_keys(&self) -> Result<&AccountKeys, ClientError> {
+        self.secrets
+            .account_keys
+            .as_ref()
+            .ok_or_else(|| ClientError::NotTrusted {
+                approval_code: self.approval_code(),
+            })
+    }
+
+    /// Synchronises with the server; see the module documentation for the steps.
+    pub async fn sync(&mut self) -> Result<SyncReport, ClientError> {
+        let mut report = SyncReport::default();
+        let mut conn = self.connect().await?;
+        self.finish_setup_uploads(&mut conn).await?;
+        self.sync_roster(&mut conn).await?;
+        if self.state == DeviceState::Pending {
+            if self.roster.member(&self.device_id).is_none() {
+                return Ok(report);
+            }
+            if !self.receive_keys(&mut conn, &mut report).await? {
+                return Ok(report);
+            }
+            report.became_trusted = true;
+        }
+        self.push_descriptors(&mut conn).await?;
+        self.pull_descriptors(&mut conn, &mut report).await?;
+        self.seal_outbox()?;
+        self.push_outbox(&mut conn, &mut report).await?;
+        for coll in self.store.collections()? {
+            if coll.cid.is_some() {
+                self.pull_collection(&mut conn, coll, &mut report).await?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Retries the first device's genesis and recovery-blob uploads left over by enrollment.
+    pub(crate) async fn finish_setup_uploads(
+        &mut self,
+        conn: &mut Connection,
+    ) -> Result<(), ClientError> {
+        if self.store.meta_blob(meta::UPLOAD_GENESIS)?.is_some() {
+            let genesis = self
+                .roster
+                .entries()
+                .first()
+                .cloned()
+                .ok_or_else(|| corrupt("no genesis"))?;
+            let _: RosterResponse = conn.post("/v1/roster", &genesis).await?;
+            self.store.set_meta(&[(meta::UPLOAD_GENESIS, None)])?;
+        }
+        if let Some(blob) = self.store.meta_blob(meta::UPLOAD_RECOVERY)? {
+            let blob: sealsync_proto::RecoveryBlob =
+                sealsync_proto::decode(&blob).map_err(|_| corrupt("stored recovery blob"))?;
+            conn.send(http::Method::PUT, "/v1/recovery", &blob).await?;
+            self.store.set_meta(&[(meta::UPLOAD_RECOVERY, None)])?;
+        }
+        Ok(())
+    }
+
+    /// Fetches roster entries after the verified length and extends the roster with them.
+    /// A fork, a bad signature or any invalid entry is refused and nothing is stored.
+    pub(crate) async fn sync_roster(&mut self, conn: &mut Connection) -> Result<(), ClientError> {
+        let old_len = self.roster.len();
+        let resp: RosterResponse = conn.get(&format!("/v1/roster?after={old_len}")).await?;
+        if resp.entries.is_empty() {
+            return Ok(());
+        }
+        let mut next = self.roster.clone();
+        next.extend(&resp.entries)
+            .map_err(|e| ClientError::Roster(e.to_string()))?;
+        if next.genesis_hash() != self.genesis_hash {
+            return Err(ClientError::Roster(
+                "the roster no longer starts at the trusted genesis".into(),
+            ));
+        }
+        self.adopt_roster(next)
+    }
+
+    /// Stores the entries `next` has beyond the current roster and switches to it.
+    pub(crate) fn adopt_roster(&mut self, next: sealsync_core::Roster) -> Result<(), ClientError> {
+        let old_len = self.roster.len() as usize;
+        let new: Vec<(u64, Vec<u8>)> = next
+            .entries()
+            .iter()
+            .enumerate()
+            .skip(old_len)
+            .map(|(i, e)| (i as u64, sealsync_proto::encode(e)))
+            .collect();
+        self.store.store_roster(&new, &[])?;
+        self.roster = next;
+        Ok(())
+    }
+
+    /// Pending device now in the roster: opens an envelope from a roster member. Returns
+    /// whether the device became trusted.
+    async fn receive_keys(
+        &mut self,
+        conn: &mut Connection,
+        report: &mut SyncReport,
+    ) -> Result<bool, ClientError> {
+        let list: SealedList = conn.get("/v1/envelopes").await?;
+        let mut keys = None;
+        for sealed in &list.items {
+            match open_envelope(sealed, self.device_id, &self.secrets.kx, &self.roster) {
+                Ok(k) => {
+                    keys = Some(k);
+                    break;
+                }
+                Err(e) => report.errors.push(SyncIssue {
+                    collection: String::new(),
+                    check: "envelope".into(),
+                    author: None,
+                    message: format!("key envelope refused: {e}"),
+                }),
+            }
+        }
+        let Some(keys) = keys else {
+            return Ok(false);
+        };
+        self.become_trusted(keys)?;
+        Ok(true)
+    }
+
+    /// Stores the account keys (key store first, then the state) and assigns collection ids.
+    pub(crate) fn become_trusted(&mut self, keys: AccountKeys) -> Result<(), ClientError> {
+        let mut secrets = self.secrets.clone();
+        secrets.account_keys = Some(keys);
+        self.keystore.save(&secrets)?;
+        self.secrets = secrets;
+        let account = self.account.clone();
+        if let Some(k) = self.secrets.account_keys.as_ref() {
+            self.store
+                .assign_collection_ids(|name| k.collection_id(&account, name))?;
+        }
+        self.store
+            .set_meta(&[(meta::STATE, Some(DeviceState::Trusted.as_str().as_bytes()))])?;
+        self.state = DeviceState::Trusted;
+        Ok(())
+    }
+
+    async fn push_descriptors(&mut self, conn: &mut Connection) -> Result<(), ClientError> {
+        for coll in self.store.collections()? {
+            if coll.descriptor_pushed || coll.cid.is_none() {
+                continue;
+            }
+            let keys = self.account_keys()?;
+            let (_, sealed) = seal_descriptor(
+                &self.secrets.signing,
+                self.device_id,
+                &self.account,
+                keys,
+                &coll.name,
+                coll.policy,
+                coll.created_hlc,
+            )
+            .map_err(|e| {
+                ClientError::Protocol(format!("cannot seal descriptor of {:?}: {e}", coll.name))
+            })?;
+            conn.send(http::Method::POST, "/v1/collections", &sealed)
+                .await?;
+            self.store.mark_descriptor_pushed(coll.id)?;
+        }
+        Ok(())
+    }
+
+    async fn pull_descriptors(
+        &mut self,
+        conn: &mut Connection,
+        report: &mut SyncReport,
+    ) -> Result<(), ClientError> {
+        let list: SealedList = conn.get("/v1/collections").await?;
+        let keys = self.account_keys()?;
+        let mut by_id: BTreeMap<CollectionId, Vec<Descriptor>> = BTreeMap::new();
+        for sealed in &list.items {
+            match open_descriptor(sealed, &self.roster, keys, &self.account) {
+                Ok(d) => by_id.entry(d.id).or_default().push(d),
+                Err(e) => report.errors.push(SyncIssue {
+                    collection: sealsync_core::descriptor_collection_id(sealed)
+                        .map(|c| c.to_string())
+                        .unwrap_or_default(),
+                    check: "descriptor".into(),
+                    author: None,
+                    message: format!("collection descriptor refused: {e}"),
+                }),
+            }
+        }
+        for candidates in by_id.values() {
+            let Some(d) = pick_descriptor(candidates) else {
+                continue;
+            };
+            match self.store.collection(&d.name)? {
+                Some(local) if local.policy != d.policy => {
+                    self.store.change_policy(&local, d.policy)?;
+                }
+                Some(_) => {}
+                None => {
+                    self.store
+                        .create_collection(&d.name, d.policy, Some(d.id), true)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals unsent local edits into outbox batches.
+    pub(crate) fn seal_outbox(&mut self) -> Result<usize, ClientError> {
+        let keys = self.account_keys()?.clone();
+        let ctx = SealContext {
+            account: &self.account,
+            keys: &keys,
+            signing: &self.secrets.signing,
+            roster_head: self.roster.head_hash(),
+        };
+        self.store.seal_pending(&ctx)
+    }
+
+    async fn push_outbox(
+        &mut self,
+        conn: &mut Connection,
+        report: &mut SyncReport,
+    ) -> Result<(), ClientError> {
+        let entries = self.store.outbox()?;
+        let coll_of: HashMap<(CollectionId, u64), i64> =
+            entries.iter().map(|e| ((e.cid, e.seq), e.coll)).collect();
+        let mut i = 0;
+        while i < entries.len() {
+            let mut request = PushRequest::default();
+            let mut bytes = 0;
+            while i < entries.len()
+                && (request.batches.is_empty()
+                    || bytes + entries[i].bytes.len() <= PUSH_REQUEST_BYTES)
+            {
+                let sealed: Sealed = sealsync_proto::decode(&entries[i].bytes)
+                    .map_err(|_| corrupt("outbox batch"))?;
+                bytes += entries[i].bytes.len() + 8;
+                request.batches.push(sealed);
+                i += 1;
+            }
+            let resp: PushResponse = conn.post("/v1/batches", &request).await?;
+            let mut acked = Vec::new();
+            for r in &resp.results {
+                let Ok(cid) = CollectionId::from_slice(&r.collection_id) else {
+                    continue;
+                };
+                if let Some(coll) = coll_of.get(&(cid, r.seq)) {
+                    acked.push((*coll, r.seq));
+                }
+            }
+            if acked.len() != request.batches.len() {
+                return Err(ClientError::Protocol(format!(
+                    "the server acknowledged {} of {} pushed batches",
+                    acked.len(),
+                    request.batches.len()
+                )));
+            }
+            self.store.ack_outbox(&acked)?;
+            report.pushed_batches += acked.len() as u64;
+        }
+        Ok(())
+    }
+
+    async fn pull_collection(
+        &mut self,
+        conn: &mut Connection,
+        mut coll: CollInfo,
+        report: &mut SyncReport,
+    ) -> Result<(), ClientError> {
+        let Some(cid) = coll.cid else { return Ok(()) };
+        let mut ckeys: HashMap<u32, SymmetricKey> = HashMap::new();
+        loop {
+            let path = format!(
+                "/v1/batches?collection={}&after={}&limit={PULL_PAGE_BATCHES}",
+                cid, coll.cursor
+            );
+            let resp: PullResponse = conn.get(&path).await?;
+            if resp.next < coll.cursor {
+                report.errors.push(SyncIssue {
+                    collection: coll.name.clone(),
+                    check: "cursor".into(),
+                    author: None,
+                    message: format!(
+                        "the server moved the log cursor back from {} to {} (rollback?)",
+                        coll.cursor, resp.next
+                    ),
+                });
+                return Ok(());
+            }
+            match self.verify_page(&coll, cid, &resp.entries, &mut ckeys) {
+                Ok(batches) => {
+                    let n = batches.len() as u64;
+                    let page = VerifiedPage {
+                        batches,
+                        next: resp.next,
+                    };
+                    let applied = self.store.apply_page(&coll, page)?;
+                    report.pulled_batches += n;
+                    report.applied_mutations += applied as u64;
+                    coll.cursor = resp.next;
+                }
+                Err(ClientError::Batch {
+                    check,
+                    collection,
+                    author,
+                    error,
+                }) => {
+                    tracing::warn!(collection = %collection, %author, check, error = %error, "pulled batch refused");
+                    report.errors.push(SyncIssue {
+                        collection,
+                        check: check.to_string(),
+                        author: Some(author),
+                        message: error.to_string(),
+                    });
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+            if !resp.more || resp.entries.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Verifies a whole page; returns the batches to apply (duplicates skipped) or the first
+    /// failure as [`ClientError::Batch`].
+    pub(crate) fn verify_page(
+        &self,
+        coll: &CollInfo,
+        cid: CollectionId,
+        entries: &[LogEntry],
+        ckeys: &mut HashMap<u32, SymmetricKey>,
+    ) -> Result<Vec<PulledBatch>, ClientError> {
+        let fail = |author: String, error: BatchError| ClientError::Batch {
+            check: error.check(),
+            collection: coll.name.clone(),
+            author,
+            error,
+        };
+        let keys = self.account_keys()?;
+        let mut chains: HashMap<DeviceId, ChainState> = HashMap::new();
+        let mut page_hashes: HashMap<(DeviceId, u64), BatchHash> = HashMap::new();
+        let mut out = Vec::new();
+        for entry in entries {
+            let sealed = entry.batch.as_ref().ok_or_else(|| {
+                fail(
+                    String::new(),
+                    BatchError::Malformed("log entry without a batch"),
+                )
+            })?;
+            let vh = verify_batch(sealed, |d| self.roster.member(d).map(|m| m.sign_pk))
+                .map_err(|e| fail(header_author(sealed), e))?;
+            let author = vh.device;
+            vh.check_log(&self.account, &cid)
+                .map_err(|e| fail(author.to_string(), e))?;
+            let state = match chains.get(&author) {
+                Some(s) => *s,
+                None => self.store.chain(&author, coll.id)?,
+            };
+            let check = check_chain(&state, &vh, |seq| {
+                page_hashes
+                    .get(&(author, seq))
+                    .copied()
+                    .or_else(|| self.store.known_hash(&author, coll.id, seq).ok().flatten())
+            });
+            match check {
+                ChainCheck::Duplicate => continue,
+                ChainCheck::Next => {}
+                other => return Err(fail(author.to_string(), BatchError::Chain(other))),
+            }
+            let epoch = vh.header.key_epoch;
+            if let std::collections::hash_map::Entry::Vacant(slot) = ckeys.entry(epoch) {
+                let k = keys
+                    .collection_key(&self.account, &cid, epoch)
+                    .ok_or_else(|| fail(author.to_string(), BatchError::UnknownEpoch(epoch)))?;
+                slot.insert(k);
+            }
+            let ckey = ckeys
+                .get(&epoch)
+                .ok_or_else(|| fail(author.to_string(), BatchError::UnknownEpoch(epoch)))?;
+            let mutations =
+                open_batch(&vh, sealed, ckey, &state).map_err(|e| fail(author.to_string(), e))?;
+            for m in &mutations {
+                if m.supersedes
+                    .iter()
+                    .any(|s| VersionId::from_slice(s).is_err())
+                {
+                    return Err(fail(
+                        author.to_string(),
+                        BatchError::BadMutation("supersedes entry is not a version id".into()),
+                    ));
+                }
+            }
+            chains.insert(author, state.advance(&vh));
+            page_hashes.insert((author, vh.header.seq), vh.hash);
+            out.push(PulledBatch {
+                author,
+                seq: vh.header.seq,
+                hash: vh.hash,
+                hlc_max: Hlc(vh.header.hlc_max),
+                mutations,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Author id claimed by an unverified header, for error reports only.
+fn header_author(sealed: &Sealed) -> String {
+    sealsync_proto::decode::<sealsync_proto::BatchHeader>(&sealed.header)
+        .ok()
+        .and_then(|h| DeviceId::from_slice(&h.device_id).ok())
+        .map(|d| d.to_string())
+        .unwrap_or_else(|| "unknown".into())
+}

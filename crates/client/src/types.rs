@@ -1,0 +1,336 @@
+//! Public value types returned by [`crate::Replica`]: enrollment results, history entries,
+//! conflicts, sync reports, status and pending devices. All are `serde::Serialize` (ids as
+//! lowercase hex, values as UTF-8 text with invalid bytes replaced) and `Display` for humans.
+
+use std::fmt;
+
+use sealsync_core::{DeviceId, VersionId};
+use serde::Serialize;
+
+use crate::Replica;
+
+/// Admission state of this device in its account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceState {
+    /// Enrolled with the server but not yet in the account roster: no account keys yet.
+    Pending,
+    /// In the roster and holding the account keys.
+    Trusted,
+}
+
+impl DeviceState {
+    /// `"pending"` or `"trusted"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Trusted => "trusted",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "trusted" => Some(Self::Trusted),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for DeviceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Options of [`Replica::enroll`].
+#[derive(Clone, Default)]
+pub struct EnrollOptions {
+    /// Human-readable device name shown to the other devices and the operator.
+    pub name: String,
+    /// The account's recovery secret, to join without approval from a trusted device.
+    pub recovery: Option<String>,
+}
+
+impl fmt::Debug for EnrollOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnrollOptions")
+            .field("name", &self.name)
+            .field("recovery", &self.recovery.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
+/// Result of [`Replica::enroll`].
+pub struct Enrolled {
+    /// The enrolled replica, ready to use.
+    pub replica: Replica,
+    /// This device's id.
+    pub device_id: DeviceId,
+    /// Pending (waiting for approval) or trusted.
+    pub state: DeviceState,
+    /// The account's recovery secret: `Some` only for the account's first device, shown once.
+    pub recovery_secret: Option<zeroize::Zeroizing<String>>,
+    /// The code to compare when approving this device: `Some` while pending.
+    pub approval_code: Option<String>,
+}
+
+impl fmt::Debug for Enrolled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Enrolled")
+            .field("device_id", &self.device_id)
+            .field("state", &self.state)
+            .field(
+                "recovery_secret",
+                &self.recovery_secret.as_ref().map(|_| ".."),
+            )
+            .field("approval_code", &self.approval_code)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) mod ser {
+    //! serde helpers: ids as hex, bytes as lossy UTF-8.
+    use serde::Serializer;
+
+    pub(crate) fn display<T: std::fmt::Display, S: Serializer>(
+        v: &T,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub(crate) fn display_vec<T: std::fmt::Display, S: Serializer>(
+        v: &[T],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(ToString::to_string))
+    }
+
+    pub(crate) fn text<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&String::from_utf8_lossy(v))
+    }
+}
+
+/// Short, printable preview of a value.
+fn preview(v: &[u8]) -> String {
+    let text = String::from_utf8_lossy(v);
+    let mut s: String = text
+        .chars()
+        .take(60)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().count() > 60 {
+        s.push('…');
+    }
+    s
+}
+
+/// One version of a record, with why it won or lost.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HistoryEntry {
+    /// Version id (`u64be(hlc) || device`).
+    #[serde(serialize_with = "ser::display")]
+    pub version: VersionId,
+    /// Hybrid logical clock of the version.
+    pub hlc: u64,
+    /// Author device.
+    #[serde(serialize_with = "ser::display")]
+    pub device: DeviceId,
+    /// A delete (tombstone).
+    pub deleted: bool,
+    /// The value written (empty for a delete).
+    #[serde(serialize_with = "ser::text")]
+    pub value: Vec<u8>,
+    /// Versions its author had seen (manual policy resolutions).
+    #[serde(serialize_with = "ser::display_vec")]
+    pub supersedes: Vec<VersionId>,
+    /// Whether the version has been sealed for the server (always true for remote ones).
+    pub synced: bool,
+    /// Why it won or lost (from `sealsync_core::explain`).
+    pub explanation: String,
+}
+
+impl fmt::Display for HistoryEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.deleted {
+            "delete".to_string()
+        } else {
+            format!("put {:?}", preview(&self.value))
+        };
+        write!(
+            f,
+            "{} device {} {}{}: {}",
+            self.version,
+            &self.device.to_string()[..8],
+            what,
+            if self.synced { "" } else { " (not synced)" },
+            self.explanation
+        )
+    }
+}
+
+/// One version taking part in a conflict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConflictVersion {
+    /// Version id.
+    #[serde(serialize_with = "ser::display")]
+    pub version: VersionId,
+    /// Author device.
+    #[serde(serialize_with = "ser::display")]
+    pub device: DeviceId,
+    /// A delete.
+    pub deleted: bool,
+    /// Value (empty for a delete).
+    #[serde(serialize_with = "ser::text")]
+    pub value: Vec<u8>,
+}
+
+/// A record of a `manual` collection with concurrent versions (siblings) awaiting
+/// [`Replica::resolve`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    /// Record key.
+    pub key: String,
+    /// The concurrent head versions, in id order; the last one is the value `get` shows.
+    pub versions: Vec<ConflictVersion>,
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} versions", self.key, self.versions.len())?;
+        for v in &self.versions {
+            let what = if v.deleted {
+                "deleted".to_string()
+            } else {
+                format!("{:?}", preview(&v.value))
+            };
+            write!(f, " | {} from {}", what, &v.device.to_string()[..8])?;
+        }
+        Ok(())
+    }
+}
+
+/// A problem met during sync in one collection (the rest of the sync went on).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SyncIssue {
+    /// Collection name (or blinded id hex when the name is unknown).
+    pub collection: String,
+    /// Short name of the failed check (`signature`, `chain`, `decrypt`, `descriptor`, ...).
+    pub check: String,
+    /// Author device of the refused object, when known.
+    pub author: Option<String>,
+    /// Human-readable description.
+    pub message: String,
+}
+
+/// What one [`Replica::sync`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    /// Batches pushed to (and acknowledged by) the server.
+    pub pushed_batches: u64,
+    /// Batches pulled, verified and applied.
+    pub pulled_batches: u64,
+    /// New versions applied from pulled batches.
+    pub applied_mutations: u64,
+    /// The device became trusted during this sync.
+    pub became_trusted: bool,
+    /// Per-collection refusals (nothing of a refused page was applied).
+    pub errors: Vec<SyncIssue>,
+}
+
+impl fmt::Display for SyncReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "pushed {} batches, pulled {} batches, applied {} mutations",
+            self.pushed_batches, self.pulled_batches, self.applied_mutations
+        )?;
+        if self.became_trusted {
+            write!(f, "; this device is now trusted")?;
+        }
+        for e in &self.errors {
+            write!(
+                f,
+                "\nrefused in {}: {} ({} check",
+                e.collection, e.message, e.check
+            )?;
+            if let Some(a) = &e.author {
+                write!(f, ", author {a}")?;
+            }
+            write!(f, ")")?;
+        }
+        Ok(())
+    }
+}
+
+/// One collection in [`Status`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CollectionStatus {
+    /// Collection name.
+    pub name: String,
+    /// Merge policy (`lww`, `fields`, `manual`).
+    pub policy: String,
+    /// Live (not deleted) records.
+    pub records: u64,
+    /// Outbox batches not yet acknowledged, plus one if unsealed local edits exist.
+    pub pending_batches: u64,
+    /// State root of the collection (hex).
+    pub state_root: String,
+}
+
+/// What [`Replica::status`] reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Status {
+    /// This device's id (hex).
+    pub device_id: String,
+    /// Account name.
+    pub account: String,
+    /// Device name.
+    pub name: String,
+    /// `pending` or `trusted`.
+    pub state: DeviceState,
+    /// The approval code, only while pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_code: Option<String>,
+    /// Server URL from the enrollment bundle.
+    pub server_url: String,
+    /// Collections by name.
+    pub collections: Vec<CollectionStatus>,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "device   {} ({})", self.device_id, self.name)?;
+        writeln!(f, "account  {}", self.account)?;
+        writeln!(f, "server   {}", self.server_url)?;
+        write!(f, "state    {}", self.state)?;
+        if let Some(code) = &self.approval_code {
+            write!(f, " (approval code {code})")?;
+        }
+        for c in &self.collections {
+            write!(
+                f,
+                "\ncollection {} [{}]: {} records, {} pending batches, root {}",
+                c.name,
+                c.policy,
+                c.records,
+                c.pending_batches,
+                &c.state_root[..16]
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A device waiting for approval, as listed by the server (unverified until `approve`
+/// checks the code).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PendingDeviceInfo {
+    /// Device id (hex).
+    pub device_id: String,
+    /// Name the device gave itself.
+    pub name: String,
+    /// When it enrolled (server clock, ms since the Unix epoch).
+    pub enrolled_ms: u64,
+}
