@@ -134,6 +134,7 @@ impl RecoverySecret {
 
 /// Keys derived from the recovery secret. Zeroized on drop (via the fields); `Debug` prints
 /// no key material.
+#[derive(ZeroizeOnDrop)]
 pub struct RecoveryKeys {
     /// Ed25519 recovery key; its public key is in the roster genesis.
     pub signing: SigningKey,

@@ -31,3 +31,35 @@ pub use symmetric::{
 
 /// The only cipher suite of protocol version 1.
 pub const SUITE_V1: u32 = 1;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zeroize::ZeroizeOnDrop;
+
+    fn zeroized_on_drop<T: ZeroizeOnDrop>() {}
+
+    #[test]
+    fn every_secret_type_is_zeroize_on_drop() {
+        zeroized_on_drop::<SigningKey>();
+        zeroized_on_drop::<KxSecretKey>();
+        zeroized_on_drop::<SymmetricKey>();
+        zeroized_on_drop::<ObjectKey>();
+        zeroized_on_drop::<RecoverySecret>();
+        zeroized_on_drop::<RecoveryKeys>();
+    }
+
+    #[test]
+    fn public_keys_debug_as_hex() {
+        let vk = SigningKey::from_seed(&[1; 32]).verifying_key();
+        assert_eq!(
+            format!("{vk:?}"),
+            format!("VerifyingKey({})", hex::encode(vk.to_bytes()))
+        );
+        let kx = KxSecretKey::from_bytes(&[1; 32]).public_key();
+        assert_eq!(
+            format!("{kx:?}"),
+            format!("KxPublicKey({})", hex::encode(kx.to_bytes()))
+        );
+    }
+}
