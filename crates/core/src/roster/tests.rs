@@ -1,1 +1,369 @@
-//! Roster tests (MS-10, MS-11, MS-12).
+//! Roster tests: genesis, member and recovery additions, forged entries (MS-11), substituted
+//! genesis (MS-10), forks (MS-12), KDF floor (MS-06).
+
+use sealsync_crypto::{KdfParams, KxSecretKey, approval_code};
+
+use super::*;
+
+struct Dev {
+    sign: SigningKey,
+    kx: KxSecretKey,
+    id: DeviceId,
+}
+
+fn dev() -> Dev {
+    let sign = SigningKey::generate();
+    let id = DeviceId(device_id(&sign.verifying_key()));
+    Dev {
+        sign,
+        kx: KxSecretKey::generate(),
+        id,
+    }
+}
+
+fn genesis_with(
+    first: &Dev,
+    recovery: &SigningKey,
+    kdf: KdfParams,
+    account: &str,
+) -> SignedRosterEntry {
+    Roster::make_genesis(GenesisParams {
+        account,
+        signing: &first.sign,
+        kx_pk: &first.kx.public_key(),
+        name: "first",
+        recovery_pk: &recovery.verifying_key(),
+        recovery_salt: &[1; 16],
+        recovery_kdf: kdf,
+        now_ms: 10,
+    })
+}
+
+fn genesis(first: &Dev, recovery: &SigningKey) -> SignedRosterEntry {
+    genesis_with(first, recovery, KdfParams::DEFAULT, "acct")
+}
+
+fn add(r: &Roster, signer: &Dev, new: &Dev) -> SignedRosterEntry {
+    let kx = new.kx.public_key();
+    let vk = new.sign.verifying_key();
+    r.make_add(
+        &signer.sign,
+        signer.id,
+        NewMember {
+            device_id: new.id,
+            sign_pk: &vk,
+            kx_pk: &kx,
+            name: "new",
+        },
+        20,
+    )
+}
+
+fn resign(
+    e: &SignedRosterEntry,
+    key: &SigningKey,
+    edit: impl FnOnce(&mut RosterEntryBody),
+) -> SignedRosterEntry {
+    let mut b: RosterEntryBody = sealsync_proto::decode(&e.body).unwrap();
+    edit(&mut b);
+    sign_entry(key, &b)
+}
+
+#[test]
+fn genesis_and_member_add() {
+    let (a, b, rk) = (dev(), dev(), SigningKey::generate());
+    let g = genesis(&a, &rk);
+    let mut r = Roster::from_genesis(&g, "acct").unwrap();
+    assert_eq!(r.len(), 1);
+    assert!(!r.is_empty());
+    assert_eq!(r.genesis_hash(), roster_entry_hash(&g));
+    assert_eq!(r.head_hash(), r.genesis_hash());
+    assert_eq!(r.account(), "acct");
+    assert_eq!(r.recovery_salt(), &[1; 16]);
+    assert_eq!(r.recovery_kdf(), KdfParams::DEFAULT);
+    assert_eq!(r.recovery_pk(), &rk.verifying_key());
+    assert_eq!(r.member(&a.id).unwrap().seq, 0);
+
+    let e = add(&r, &a, &b);
+    r.apply(&e).unwrap();
+    assert_eq!(r.len(), 2);
+    assert_eq!(r.head_hash(), roster_entry_hash(&e));
+    let m = r.member(&b.id).unwrap();
+    assert_eq!(
+        (m.seq, m.name.as_str(), m.kx_pk.clone()),
+        (1, "new", b.kx.public_key())
+    );
+    assert_eq!(r.members().count(), 2);
+
+    // Re-verifying the stored entries gives the same roster.
+    let again = Roster::from_entries(r.entries(), "acct").unwrap();
+    assert_eq!(again.head_hash(), r.head_hash());
+    assert_eq!(
+        again.members().map(|m| m.device_id).collect::<Vec<_>>(),
+        r.members().map(|m| m.device_id).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn recovery_signed_add_is_accepted_and_only_by_the_recovery_key() {
+    let (a, c, rk) = (dev(), dev(), SigningKey::generate());
+    let mut r = Roster::from_genesis(&genesis(&a, &rk), "acct").unwrap();
+    let kx = c.kx.public_key();
+    let vk = c.sign.verifying_key();
+    let m = || NewMember {
+        device_id: c.id,
+        sign_pk: &vk,
+        kx_pk: &kx,
+        name: "recovered",
+    };
+
+    // MS-09: a recovery-style entry signed by anything but the recovery key is refused.
+    let forged = r.make_add_by_recovery(&SigningKey::generate(), m(), 5);
+    assert_eq!(r.apply(&forged).unwrap_err(), RosterError::Signature);
+    assert_eq!(r.len(), 1);
+
+    let e = r.make_add_by_recovery(&rk, m(), 5);
+    r.apply(&e).unwrap();
+    assert!(r.member(&c.id).is_some());
+    assert_eq!(
+        r.apply(&add(&r, &a, &c)).unwrap_err(),
+        RosterError::AlreadyMember(c.id)
+    );
+}
+
+#[test]
+fn forged_entry_by_non_member_is_refused() {
+    // MS-11: the server (or any outsider) adds a device to the account.
+    let (a, evil, victim_like, rk) = (dev(), dev(), dev(), SigningKey::generate());
+    let mut r = Roster::from_genesis(&genesis(&a, &rk), "acct").unwrap();
+    let before = r.head_hash();
+
+    let e = add(&r, &evil, &victim_like);
+    assert_eq!(r.apply(&e).unwrap_err(), RosterError::NotMember(evil.id));
+
+    // Claiming a member as signer but signing with another key.
+    let e = resign(&add(&r, &a, &victim_like), &evil.sign, |_| {});
+    assert_eq!(r.apply(&e).unwrap_err(), RosterError::Signature);
+
+    // A valid entry whose body is altered after signing.
+    let mut e = add(&r, &a, &victim_like);
+    let last = e.body.len() - 1;
+    e.body[last] ^= 1; // the created_ms varint: still decodes
+    assert_eq!(r.apply(&e).unwrap_err(), RosterError::Signature);
+
+    // Subject id not derived from its key (CD-07).
+    let e = resign(&add(&r, &a, &victim_like), &a.sign, |b| {
+        b.subject_device_id = evil.id.0.to_vec()
+    });
+    assert_eq!(r.apply(&e).unwrap_err(), RosterError::DeviceIdMismatch);
+
+    // A weak subject key (BI-06).
+    let e = resign(&add(&r, &a, &victim_like), &a.sign, |b| {
+        b.subject_sign_pk = vec![0; 32]
+    });
+    assert_eq!(r.apply(&e).unwrap_err(), RosterError::BadKey);
+
+    assert_eq!(r.head_hash(), before);
+    assert_eq!(r.len(), 1);
+}
+
+#[test]
+fn chain_rules() {
+    let (a, b, c, rk) = (dev(), dev(), dev(), SigningKey::generate());
+    let mut r = Roster::from_genesis(&genesis(&a, &rk), "acct").unwrap();
+    let e1 = add(&r, &a, &b);
+
+    let gap = resign(&e1, &a.sign, |b| b.seq = 2);
+    assert_eq!(
+        r.apply(&gap).unwrap_err(),
+        RosterError::Seq {
+            expected: 1,
+            got: 2
+        }
+    );
+    let unchained = resign(&e1, &a.sign, |b| b.prev_hash = vec![7; 32]);
+    assert_eq!(
+        r.apply(&unchained).unwrap_err(),
+        RosterError::PrevHash { seq: 1 }
+    );
+    let second_genesis = resign(&e1, &a.sign, |b| b.op = RosterOp::Genesis as i32);
+    assert_eq!(
+        r.apply(&second_genesis).unwrap_err(),
+        RosterError::Op(RosterOp::Genesis as i32)
+    );
+    let other_account = resign(&e1, &a.sign, |b| b.account = "bcct".into());
+    assert_eq!(
+        r.apply(&other_account).unwrap_err(),
+        RosterError::WrongAccount
+    );
+    let suite = resign(&e1, &a.sign, |b| b.suite = 2);
+    assert_eq!(r.apply(&suite).unwrap_err(), RosterError::Suite(2));
+    let smuggled = resign(&e1, &a.sign, |b| {
+        b.recovery_pk = rk.verifying_key().to_bytes().to_vec()
+    });
+    assert!(matches!(r.apply(&smuggled), Err(RosterError::Malformed(_))));
+    let garbage = SignedRosterEntry {
+        body: vec![0xff, 0xff, 0xff],
+        signature: vec![],
+    };
+    assert!(matches!(r.apply(&garbage), Err(RosterError::Malformed(_))));
+
+    r.apply(&e1).unwrap();
+    // The new member can now sign.
+    r.apply(&add(&r, &b, &c)).unwrap();
+    assert_eq!(r.len(), 3);
+}
+
+#[test]
+fn extend_skips_applied_and_detects_fork() {
+    // MS-12: a roster fork (e.g. a hidden entry) is detected, never merged silently.
+    let (a, b, c, d, rk) = (dev(), dev(), dev(), dev(), SigningKey::generate());
+    let g = genesis(&a, &rk);
+    let mut r = Roster::from_genesis(&g, "acct").unwrap();
+    let e1 = add(&r, &a, &b);
+    r.apply(&e1).unwrap();
+    let mut full = r.clone();
+    let e2 = add(&full, &a, &c);
+    full.apply(&e2).unwrap();
+
+    // Everything from seq 0: genesis and e1 skipped, e2 applied.
+    assert_eq!(r.extend(&[g.clone(), e1.clone(), e2.clone()]).unwrap(), 1);
+    assert_eq!(r.head_hash(), full.head_hash());
+    assert_eq!(r.extend(&[e1.clone(), e2.clone()]).unwrap(), 0);
+
+    // Another history at seq 1 (same signer, different subject).
+    let base = Roster::from_genesis(&g, "acct").unwrap();
+    let fork1 = add(&base, &a, &d);
+    assert_eq!(
+        r.extend(std::slice::from_ref(&fork1)).unwrap_err(),
+        RosterError::Fork { seq: 1 }
+    );
+    assert_eq!(r.head_hash(), full.head_hash(), "unchanged after a fork");
+
+    // All or nothing: a valid entry followed by a bad one leaves the roster as it was.
+    let mut short = Roster::from_genesis(&g, "acct").unwrap();
+    let bad = resign(&e2, &d.sign, |_| {});
+    assert_eq!(
+        short.extend(&[e1, bad]).unwrap_err(),
+        RosterError::Signature
+    );
+    assert_eq!(short.len(), 1);
+    // A gap is refused.
+    assert_eq!(
+        short.extend(&[e2]).unwrap_err(),
+        RosterError::Seq {
+            expected: 1,
+            got: 2
+        }
+    );
+}
+
+#[test]
+fn substituted_genesis_is_detected() {
+    // MS-10: the server shows a genesis of its own making for the same account.
+    let (a, evil, newdev, rk) = (dev(), dev(), dev(), SigningKey::generate());
+    let g = genesis(&a, &rk);
+    let fake = genesis(&evil, &SigningKey::generate());
+    let mut r = Roster::from_genesis(&g, "acct").unwrap();
+    let fake_roster = Roster::from_genesis(&fake, "acct").unwrap();
+    assert_ne!(fake_roster.genesis_hash(), r.genesis_hash());
+    assert_eq!(r.extend(&[fake]).unwrap_err(), RosterError::Fork { seq: 0 });
+
+    // Approval codes: the new device shows its code over the genesis it was shown; the
+    // approver computes it over its trusted genesis. A substituted genesis or key differs.
+    let (id, vk, kx) = (
+        newdev.id.0,
+        newdev.sign.verifying_key(),
+        newdev.kx.public_key(),
+    );
+    let honest = approval_code(&r.genesis_hash(), &id, &vk, &kx);
+    assert_eq!(honest, approval_code(&r.genesis_hash(), &id, &vk, &kx));
+    assert_ne!(
+        honest,
+        approval_code(&fake_roster.genesis_hash(), &id, &vk, &kx)
+    );
+    let swapped_sign = evil.sign.verifying_key();
+    assert_ne!(
+        honest,
+        approval_code(&r.genesis_hash(), &id, &swapped_sign, &kx)
+    );
+    let swapped_kx = evil.kx.public_key();
+    assert_ne!(
+        honest,
+        approval_code(&r.genesis_hash(), &id, &vk, &swapped_kx)
+    );
+}
+
+#[test]
+fn invalid_genesis_is_refused() {
+    let (a, other, rk) = (dev(), dev(), SigningKey::generate());
+    let g = genesis(&a, &rk);
+    assert_eq!(
+        Roster::from_genesis(&g, "bcct").unwrap_err(),
+        RosterError::WrongAccount
+    );
+
+    // MS-06: recovery KDF parameters below the floor.
+    let weak = KdfParams {
+        m_kib: 8 * 1024,
+        ..KdfParams::DEFAULT
+    };
+    let e = genesis_with(&a, &rk, weak, "acct");
+    assert_eq!(
+        Roster::from_genesis(&e, "acct").unwrap_err(),
+        RosterError::KdfParams
+    );
+    let weak_t = KdfParams {
+        t_cost: 1,
+        ..KdfParams::DEFAULT
+    };
+    assert_eq!(
+        Roster::from_genesis(&genesis_with(&a, &rk, weak_t, "acct"), "acct").unwrap_err(),
+        RosterError::KdfParams
+    );
+    let no_kdf = resign(&g, &a.sign, |b| b.recovery_kdf = None);
+    assert_eq!(
+        Roster::from_genesis(&no_kdf, "acct").unwrap_err(),
+        RosterError::KdfParams
+    );
+    let short_salt = resign(&g, &a.sign, |b| b.recovery_salt = vec![1; 4]);
+    assert_eq!(
+        Roster::from_genesis(&short_salt, "acct").unwrap_err(),
+        RosterError::KdfParams
+    );
+
+    let not_self = resign(&g, &other.sign, |_| {});
+    assert_eq!(
+        Roster::from_genesis(&not_self, "acct").unwrap_err(),
+        RosterError::Signature
+    );
+    let other_signer = resign(&g, &a.sign, |b| b.signer_device_id = other.id.0.to_vec());
+    assert!(matches!(
+        Roster::from_genesis(&other_signer, "acct"),
+        Err(RosterError::NotGenesis(_))
+    ));
+    let seq1 = resign(&g, &a.sign, |b| b.seq = 1);
+    assert!(matches!(
+        Roster::from_genesis(&seq1, "acct"),
+        Err(RosterError::NotGenesis(_))
+    ));
+    let op = resign(&g, &a.sign, |b| b.op = RosterOp::Add as i32);
+    assert!(matches!(
+        Roster::from_genesis(&op, "acct"),
+        Err(RosterError::NotGenesis(_))
+    ));
+    let prev = resign(&g, &a.sign, |b| b.prev_hash = vec![1; 32]);
+    assert!(matches!(
+        Roster::from_genesis(&prev, "acct"),
+        Err(RosterError::NotGenesis(_))
+    ));
+    let bad_rk = resign(&g, &a.sign, |b| b.recovery_pk = vec![0; 32]);
+    assert_eq!(
+        Roster::from_genesis(&bad_rk, "acct").unwrap_err(),
+        RosterError::BadKey
+    );
+    assert!(matches!(
+        Roster::from_entries(&[], "acct"),
+        Err(RosterError::NotGenesis(_))
+    ));
+}
