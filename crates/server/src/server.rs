@@ -194,7 +194,11 @@ async fn serve_connection(
         let stream = start.into_stream(config).await?;
         Ok((mode, stream))
     };
-    let (mode, stream) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+    let handshake = tokio::select! {
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake) => r,
+        () = stopped(&mut stop) => return,
+    };
+    let (mode, stream) = match handshake {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {
             tracing::debug!(peer = %peer_addr, error = %e, "TLS handshake failed");
