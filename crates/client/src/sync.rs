@@ -33,7 +33,7 @@ use crate::store::{CollInfo, PulledBatch, SealContext, VerifiedPage, corrupt, me
 use crate::types::{DeviceState, SyncIssue, SyncReport};
 
 /// Batches asked for per pull page.
-pub(crate) const PULL_PAGE_BATCHES: u64 = 64;
+pub(crate) const PULL_PAGE_BATCHES: u64 = 1000;
 /// Largest push request body this client builds.
 pub(crate) const PUSH_REQUEST_BYTES: usize = 8 * 1024 * 1024;
 
