@@ -168,6 +168,7 @@ mod tests {
 
     #[test]
     fn invalid_encodings_are_refused() {
+        // BI-03 / MS-01: malformed or inconsistent key material is refused, never used.
         assert_eq!(
             AccountKeys::decode(&[0xff, 0xff]).unwrap_err(),
             KeysError::Malformed

@@ -27,7 +27,9 @@ use crate::state::collection_root;
 use crate::verify::{VerifiedHeader, verify_batch};
 
 mod convergence;
+mod fixture;
 mod tamper;
+mod tamper_chain;
 
 /// Account name used by the model.
 pub(crate) const ACCOUNT: &str = "acct";

@@ -169,6 +169,8 @@ fn forged_entry_by_non_member_is_refused() {
 
 #[test]
 fn chain_rules() {
+    // MS-12 / BI-03: gaps, unchained entries, a second genesis, other accounts, unknown
+    // suites, smuggled genesis fields and garbage are all refused.
     let (a, b, c, rk) = (dev(), dev(), dev(), SigningKey::generate());
     let mut r = Roster::from_genesis(&genesis(&a, &rk), "acct").unwrap();
     let e1 = add(&r, &a, &b);
