@@ -20,15 +20,15 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// A real server in a temporary directory, serving on a free loopback port.
-pub struct TestServer {
-    pub dir: tempfile::TempDir,
-    pub addr: SocketAddr,
+pub(crate) struct TestServer {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), sealsync_server::ServerError>>>,
 }
 
 impl TestServer {
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -43,26 +43,26 @@ impl TestServer {
         Self { dir, addr, stop: Some(tx), task: Some(task) }
     }
 
-    pub fn data_dir(&self) -> PathBuf {
+    pub(crate) fn data_dir(&self) -> PathBuf {
         self.dir.path().join("server")
     }
 
     /// A fresh enrollment bundle for `account`.
-    pub fn bundle(&self, account: &str) -> String {
+    pub(crate) fn bundle(&self, account: &str) -> String {
         sealsync_server::enroll_ticket(&self.data_dir(), account, Duration::from_secs(900), None)
             .expect("ticket")
     }
 
     /// A directory for a device's home inside this test's temporary directory.
-    pub fn home(&self, name: &str) -> PathBuf {
+    pub(crate) fn home(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    pub fn ca_der(&self) -> CertificateDer<'static> {
+    pub(crate) fn ca_der(&self) -> CertificateDer<'static> {
         CertificateDer::from_pem_file(self.data_dir().join("ca.pem")).expect("ca.pem")
     }
 
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -73,7 +73,7 @@ impl TestServer {
 }
 
 /// Every file under `dir` that contains `needle`.
-pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+pub(crate) fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(path) = stack.pop() {
@@ -94,14 +94,14 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
 }
 
 /// Decodes a bundle printed by `sealsync admin enroll`.
-pub fn parse_bundle(bundle: &str) -> sealsync_proto::EnrollmentBundle {
+pub(crate) fn parse_bundle(bundle: &str) -> sealsync_proto::EnrollmentBundle {
     let b64 = bundle.strip_prefix("sealsync-enroll:").expect("bundle prefix");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64).expect("base64");
     sealsync_proto::decode(&bytes).expect("bundle")
 }
 
 /// TLS client settings for the raw client.
-pub fn client_config(
+pub(crate) fn client_config(
     ca: &CertificateDer<'static>,
     identity: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
     alpn: &[u8],
@@ -123,12 +123,12 @@ pub fn client_config(
 }
 
 /// One HTTP/2 connection over TLS.
-pub struct RawClient {
+pub(crate) struct RawClient {
     sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
 }
 
 impl RawClient {
-    pub async fn connect(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> std::io::Result<Self> {
+    pub(crate) async fn connect(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> std::io::Result<Self> {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
         let name = ServerName::IpAddress(addr.ip().into());
         let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
@@ -142,7 +142,7 @@ impl RawClient {
     }
 
     /// Sends one request; returns the status and body, or an error if the connection failed.
-    pub async fn request(&mut self, method: &str, path: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+    pub(crate) async fn request(&mut self, method: &str, path: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
         let req = http::Request::builder()
             .method(method)
             .uri(format!("https://127.0.0.1{path}"))
@@ -158,16 +158,16 @@ impl RawClient {
 }
 
 /// A device enrolled through the raw protocol with keys made by the test.
-pub struct RawDevice {
-    pub account: String,
-    pub sign: SigningKey,
-    pub device_id: DeviceId,
-    pub client: RawClient,
-    pub chain: (u64, [u8; 32]),
+pub(crate) struct RawDevice {
+    pub(crate) account: String,
+    pub(crate) sign: SigningKey,
+    pub(crate) device_id: DeviceId,
+    pub(crate) client: RawClient,
+    pub(crate) chain: (u64, [u8; 32]),
 }
 
 /// A new TLS key and a CSR for it.
-pub fn tls_key_and_csr() -> (rcgen::KeyPair, Vec<u8>) {
+pub(crate) fn tls_key_and_csr() -> (rcgen::KeyPair, Vec<u8>) {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
     let params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
     let csr = params.serialize_request(&key).expect("csr");
@@ -175,7 +175,7 @@ pub fn tls_key_and_csr() -> (rcgen::KeyPair, Vec<u8>) {
 }
 
 /// Posts an enrollment request with `ticket`; returns the HTTP status and body.
-pub async fn raw_enroll(
+pub(crate) async fn raw_enroll(
     server: &TestServer,
     ticket: &[u8],
     sign: &SigningKey,
@@ -194,7 +194,7 @@ pub async fn raw_enroll(
 }
 
 impl RawDevice {
-    pub async fn enroll(server: &TestServer, account: &str) -> Self {
+    pub(crate) async fn enroll(server: &TestServer, account: &str) -> Self {
         let bundle = parse_bundle(&server.bundle(account));
         let sign = SigningKey::generate();
         let (tls_key, csr) = tls_key_and_csr();
@@ -214,12 +214,12 @@ impl RawDevice {
     }
 
     /// Seals the next batch of this device in `collection` (not yet sent) with one mutation.
-    pub fn next_batch(&mut self, collection: CollectionId, key: &str, value: &[u8]) -> SealedBatch {
+    pub(crate) fn next_batch(&mut self, collection: CollectionId, key: &str, value: &[u8]) -> SealedBatch {
         self.batch_at(collection, self.chain.0 + 1, self.chain.1, key, value)
     }
 
     /// Seals a batch with an explicit seq and previous hash.
-    pub fn batch_at(&self, collection: CollectionId, seq: u64, prev: [u8; 32], key: &str, value: &[u8]) -> SealedBatch {
+    pub(crate) fn batch_at(&self, collection: CollectionId, seq: u64, prev: [u8; 32], key: &str, value: &[u8]) -> SealedBatch {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
@@ -244,7 +244,7 @@ impl RawDevice {
     }
 
     /// Pushes sealed batches; on success records the chain head.
-    pub async fn push(&mut self, batches: &[&SealedBatch]) -> (u16, Vec<u8>) {
+    pub(crate) async fn push(&mut self, batches: &[&SealedBatch]) -> (u16, Vec<u8>) {
         let req = sealsync_proto::PushRequest { batches: batches.iter().map(|b| b.sealed.clone()).collect() };
         let (status, body) = self.client.request("POST", "/v1/batches", req.encode_to_vec()).await.expect("push");
         if status == 200 {
@@ -258,7 +258,7 @@ impl RawDevice {
     }
 
     /// Every log entry of `collection` visible to this device.
-    pub async fn pull_all(&mut self, collection: CollectionId) -> Vec<sealsync_proto::LogEntry> {
+    pub(crate) async fn pull_all(&mut self, collection: CollectionId) -> Vec<sealsync_proto::LogEntry> {
         let mut after = 0;
         let mut all = Vec::new();
         loop {
@@ -276,7 +276,7 @@ impl RawDevice {
 }
 
 /// Decodes an error body and checks it is generic: a code and an error id, no details.
-pub fn assert_generic_error(body: &[u8]) -> sealsync_proto::ErrorResponse {
+pub(crate) fn assert_generic_error(body: &[u8]) -> sealsync_proto::ErrorResponse {
     let err: sealsync_proto::ErrorResponse = sealsync_proto::decode(body).expect("ErrorResponse body");
     assert!(!err.code.is_empty(), "error without a code");
     assert!(err.error_id.len() >= 8, "error id missing: {err:?}");
