@@ -162,10 +162,10 @@ async fn merge_policies_converge_across_devices() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_survive_reopen_and_work_offline() {
     // CF-01: an acknowledged edit is on disk when put returns.
-    let server = TestServer::start().await;
+    let mut server = TestServer::start().await;
     let (a, _b, _) = two_devices(&server, "acme").await;
     let home = server.home("first");
-    server.stop().await; // no server from here on
+    server.halt().await; // no server from here on
     let mut a = a;
     a.put("notes", "offline", b"still here").expect("put without a server");
     drop(a);

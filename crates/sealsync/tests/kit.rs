@@ -63,6 +63,11 @@ impl TestServer {
     }
 
     pub(crate) async fn stop(mut self) {
+        self.halt().await;
+    }
+
+    /// Stops serving but keeps the temporary directory (and the devices' homes in it).
+    pub(crate) async fn halt(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
