@@ -23,7 +23,7 @@ use crate::ServerError;
 use crate::datadir::{self, DataDir};
 use crate::http::{self, AppState, PeerIdentity};
 use crate::pki::{self, CertAuthority};
-use crate::store::SqliteStore;
+use crate::store::{SqliteStore, StoreError};
 use crate::tls::{Mode, TlsConfigs};
 
 /// Deadline for reading the ClientHello and completing the TLS handshake.
@@ -76,11 +76,8 @@ impl Server {
         let db_path = dir.file(datadir::DB);
         let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db_path))
             .await
-            .map_err(|e| ServerError::Pki(format!("store open task failed: {e}")))??;
-        let state = AppState {
-            store: Arc::new(store),
-            ca: Arc::new(ca),
-        };
+            .map_err(|e| ServerError::Store(StoreError::Task(e.to_string())))??;
+        let state = AppState::new(Arc::new(store), Arc::new(ca));
         Ok(Server {
             listener,
             local_addr,

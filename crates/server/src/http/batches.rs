@@ -30,6 +30,8 @@ use crate::store::{NewCollection, PushItem, StoreError};
 
 /// Most entries in one pull page.
 pub(crate) const MAX_PULL_ENTRIES: usize = 1000;
+/// How long a push waits for a free slot before answering 503.
+const PUSH_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Batch bytes in one pull page, past its first entry.
 pub(crate) const MAX_PULL_BYTES: usize = 8 * 1024 * 1024;
 
@@ -139,6 +141,11 @@ pub(super) async fn push(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let slots = std::sync::Arc::clone(&state.push_slots);
+    let _slot = tokio::time::timeout(PUSH_SLOT_WAIT, slots.acquire_owned())
+        .await
+        .map_err(|_| ApiError::busy("no push slot free"))?
+        .map_err(|_| ApiError::internal("push slots closed"))?;
     let bytes = read_body(&headers, body, MAX_MESSAGE_BYTES).await?;
     let request: PushRequest = decode(&bytes, MAX_MESSAGE_BYTES, "push request")?;
     drop(bytes);

@@ -79,6 +79,11 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", detail)
     }
 
+    /// 503: the server is at a capacity limit; retry later.
+    pub(crate) fn busy(detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", detail)
+    }
+
     /// 500: a server fault.
     pub(crate) fn internal(detail: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
@@ -101,6 +106,7 @@ impl ApiError {
             "timeout" => "the request timed out",
             "conflict" => "the request conflicts with stored state",
             "too_large" => "the request is too large",
+            "busy" => "the server is busy; retry later",
             _ => "internal error",
         }
     }

@@ -44,6 +44,23 @@ pub(crate) struct AppState {
     pub(crate) store: Arc<dyn Store>,
     /// The CA, for issuing device certificates at enrollment.
     pub(crate) ca: Arc<CertAuthority>,
+    /// Push requests buffered at once, server-wide: bounds the memory that large bodies
+    /// can take ([`PUSH_SLOTS`] × `MAX_MESSAGE_BYTES`, plus decoding copies).
+    pub(crate) push_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// Concurrent push requests (each up to `MAX_MESSAGE_BYTES`).
+pub(crate) const PUSH_SLOTS: usize = 16;
+
+impl AppState {
+    /// State over a store and a CA.
+    pub(crate) fn new(store: Arc<dyn Store>, ca: Arc<CertAuthority>) -> Self {
+        AppState {
+            store,
+            ca,
+            push_slots: Arc::new(tokio::sync::Semaphore::new(PUSH_SLOTS)),
+        }
+    }
 }
 
 /// Who is at the other end of a mutual-TLS connection, from its verified certificate.
