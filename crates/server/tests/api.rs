@@ -371,6 +371,7 @@ async fn admission_is_checked_on_every_request() {
         "/v1/envelopes",
         "/v1/recovery",
         "/v1/devices/pending",
+        "/v1/nothing",
     ] {
         let (status, body) = a.get(path).await;
         assert_eq!(status, 403, "{path}");

@@ -225,6 +225,16 @@ async fn method_not_allowed() -> ApiError {
     ApiError::method_not_allowed()
 }
 
+/// Unknown paths on the device API: the caller is still checked first (every request).
+async fn device_not_found(_caller: Caller) -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+/// Wrong method on the device API, after the caller check.
+async fn device_method_not_allowed(_caller: Caller) -> ApiError {
+    ApiError::method_not_allowed()
+}
+
 /// Router for `sealsync-enroll` connections: only `POST /v1/enroll`.
 pub(crate) fn enroll_router(state: AppState) -> Router {
     Router::new()
@@ -256,8 +266,8 @@ pub(crate) fn device_router(state: AppState) -> Router {
             get(batches::get_collections).post(batches::post_collection),
         )
         .route("/v1/batches", get(batches::pull).post(batches::push))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(device_not_found)
+        .method_not_allowed_fallback(device_method_not_allowed)
         .with_state(state)
 }
 
