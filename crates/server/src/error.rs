@@ -32,7 +32,10 @@ pub enum ServerError {
     /// The account name is empty, too long or holds control characters.
     #[error("invalid account name (1 to 128 bytes, no control characters)")]
     InvalidAccount,
-    /// A duration string could not be parsed, or the ticket lifetime is zero or too long.
+    /// A ticket lifetime is zero or longer than [`crate::MAX_TICKET_TTL`].
+    #[error("invalid ticket lifetime (between 1 s and 30 days)")]
+    InvalidTtl,
+    /// A duration string could not be parsed.
     #[error("invalid duration {0:?} (expected a number followed by s, m, h or d, e.g. 15m)")]
     InvalidDuration(String),
     /// Generating, parsing or signing a certificate or key failed.

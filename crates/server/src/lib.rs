@@ -109,7 +109,7 @@ pub fn enroll_ticket(
         return Err(ServerError::InvalidAccount);
     }
     if ttl.is_zero() || ttl > MAX_TICKET_TTL {
-        return Err(ServerError::InvalidDuration(format!("{}s", ttl.as_secs())));
+        return Err(ServerError::InvalidTtl);
     }
     let dir = DataDir::new(data_dir);
     dir.require_initialised()?;

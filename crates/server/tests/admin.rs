@@ -121,11 +121,11 @@ fn enroll_ticket_makes_a_pinned_single_line_bundle() {
     ));
     assert!(matches!(
         enroll_ticket(&dir, "acme", Duration::ZERO, None),
-        Err(ServerError::InvalidDuration(_))
+        Err(ServerError::InvalidTtl)
     ));
     assert!(matches!(
         enroll_ticket(&dir, "acme", Duration::from_secs(31 * 86_400), None),
-        Err(ServerError::InvalidDuration(_))
+        Err(ServerError::InvalidTtl)
     ));
     assert!(matches!(
         enroll_ticket(&dir, "acme", Duration::from_secs(60), Some("ftp://x")),

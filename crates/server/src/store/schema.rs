@@ -108,9 +108,11 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             tx.commit()?;
             return Ok(());
         }
-        let idx =
-            usize::try_from(version).map_err(|_| StoreError::Corrupt("negative schema version"))?;
-        tx.execute_batch(MIGRATIONS[idx])?;
+        let migration = usize::try_from(version)
+            .ok()
+            .and_then(|i| MIGRATIONS.get(i))
+            .ok_or(StoreError::Corrupt("negative schema version"))?;
+        tx.execute_batch(migration)?;
         tx.execute("DELETE FROM schema_version", [])?;
         tx.execute(
             "INSERT INTO schema_version (version) VALUES (?1)",
