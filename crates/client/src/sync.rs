@@ -13,7 +13,7 @@
 //!    mutation checks) before one transaction applies it and moves the cursor; a failing
 //!    page is refused whole and reported (CF-06, MS-16, MS-23, MS-25, MS-26).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sealsync_core::{
     AccountKeys, BatchError, BatchHash, ChainCheck, ChainState, CollectionId, Descriptor, DeviceId,
@@ -28,7 +28,7 @@ use sealsync_proto::{
 use crate::Replica;
 use crate::error::ClientError;
 use crate::keystore::KeyStore;
-use crate::net::{Connection, ServerUrl, tls};
+use crate::net::{Connection, Prefetch, ServerUrl, tls};
 use crate::store::{CollInfo, PulledBatch, SealContext, VerifiedPage, corrupt, meta};
 use crate::types::{DeviceState, SyncIssue, SyncReport};
 
@@ -80,10 +80,12 @@ impl Replica {
         self.push_descriptors(&mut conn).await?;
         self.pull_descriptors(&mut conn, &mut report).await?;
         self.seal_outbox()?;
-        self.push_outbox(&mut conn, &mut report).await?;
+        let own = self.push_outbox(&mut conn, &mut report).await?;
         for coll in self.store.collections()? {
             if coll.cid.is_some() {
-                self.pull_collection(&mut conn, coll, &mut report).await?;
+                let own = own.get(&coll.id);
+                self.pull_collection(&mut conn, coll, own, &mut report)
+                    .await?;
             }
         }
         Ok(report)
@@ -270,11 +272,14 @@ impl Replica {
         self.store.seal_pending(&ctx)
     }
 
+    /// Pushes the outbox; returns the log indices the server gave our batches, per local
+    /// collection.
     async fn push_outbox(
         &mut self,
         conn: &mut Connection,
         report: &mut SyncReport,
-    ) -> Result<(), ClientError> {
+    ) -> Result<HashMap<i64, BTreeSet<u64>>, ClientError> {
+        let mut indices: HashMap<i64, BTreeSet<u64>> = HashMap::new();
         let entries = self.store.outbox()?;
         let coll_of: HashMap<(CollectionId, u64), i64> =
             entries.iter().map(|e| ((e.cid, e.seq), e.coll)).collect();
@@ -300,6 +305,7 @@ impl Replica {
                 };
                 if let Some(coll) = coll_of.get(&(cid, r.seq)) {
                     acked.push((*coll, r.seq));
+                    indices.entry(*coll).or_default().insert(r.log_index);
                 }
             }
             if acked.len() != request.batches.len() {
@@ -312,23 +318,38 @@ impl Replica {
             self.store.ack_outbox(&acked)?;
             report.pushed_batches += acked.len() as u64;
         }
-        Ok(())
+        Ok(indices)
     }
 
     async fn pull_collection(
         &mut self,
         conn: &mut Connection,
         mut coll: CollInfo,
+        own: Option<&BTreeSet<u64>>,
         report: &mut SyncReport,
     ) -> Result<(), ClientError> {
         let Some(cid) = coll.cid else { return Ok(()) };
+        // Our own batches just pushed need not travel back: when the next log index is one
+        // the server gave to a batch of ours (already in our chain), move past it.
+        if let Some(own) = own {
+            let start = coll.cursor;
+            while own.contains(&(coll.cursor + 1)) {
+                coll.cursor += 1;
+            }
+            if coll.cursor != start {
+                self.store.set_cursor(coll.id, coll.cursor)?;
+            }
+        }
+        let path_after = |after: u64| {
+            format!("/v1/batches?collection={cid}&after={after}&limit={PULL_PAGE_BATCHES}")
+        };
         let mut ckeys: HashMap<u32, SymmetricKey> = HashMap::new();
+        let mut prefetch: Option<Prefetch<PullResponse>> = None;
         loop {
-            let path = format!(
-                "/v1/batches?collection={}&after={}&limit={PULL_PAGE_BATCHES}",
-                cid, coll.cursor
-            );
-            let resp: PullResponse = conn.get(&path).await?;
+            let resp: PullResponse = match prefetch.take() {
+                Some(p) => p.wait().await?,
+                None => conn.get(&path_after(coll.cursor)).await?,
+            };
             if resp.next < coll.cursor {
                 report.errors.push(SyncIssue {
                     collection: coll.name.clone(),
@@ -340,6 +361,11 @@ impl Replica {
                     ),
                 });
                 return Ok(());
+            }
+            let more = resp.more && !resp.entries.is_empty();
+            if more {
+                // Fetch the next page while this one is verified and applied.
+                prefetch = Some(conn.spawn_get(path_after(resp.next)));
             }
             match self.verify_page(&coll, cid, &resp.entries, &mut ckeys) {
                 Ok(batches) => {
@@ -370,7 +396,7 @@ impl Replica {
                 }
                 Err(e) => return Err(e),
             }
-            if !resp.more || resp.entries.is_empty() {
+            if !more {
                 return Ok(());
             }
         }

@@ -184,50 +184,32 @@ impl Connection {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Bytes, ClientError> {
-        let uri = format!("https://{}{}", self.authority, path);
-        let mut builder = http::Request::builder().method(method.clone()).uri(uri);
-        if body.is_some() {
-            builder = builder.header(http::header::CONTENT_TYPE, sealsync_proto::CONTENT_TYPE);
-        }
-        builder = builder.header(http::header::ACCEPT, sealsync_proto::CONTENT_TYPE);
-        let request = builder
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| ClientError::InvalidInput(format!("bad request {method} {path}: {e}")))?;
-        self.sender
-            .ready()
+        request(self.sender.clone(), &self.authority, method, path, body).await
+    }
+
+    /// Starts `GET path` on its own task (so the caller can work meanwhile); the task is
+    /// aborted when the returned handle is dropped.
+    pub(crate) fn spawn_get<R: Message + Default + Send + 'static>(
+        &self,
+        path: String,
+    ) -> Prefetch<R> {
+        let sender = self.sender.clone();
+        let authority = self.authority.clone();
+        Prefetch(tokio::spawn(async move {
+            let bytes = tokio::time::timeout(
+                REQUEST_TIMEOUT,
+                request(sender, &authority, http::Method::GET, &path, None),
+            )
             .await
-            .map_err(|e| ClientError::Network(format!("connection lost: {e}")))?;
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .map_err(|e| ClientError::Network(format!("{method} {path} failed: {e}")))?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(|e| {
-                ClientError::Protocol(format!(
-                    "{method} {path}: response body unreadable or larger than {MAX_RESPONSE_BYTES} bytes: {e}"
+            .map_err(|_| {
+                ClientError::Network(format!(
+                    "GET {path} timed out after {}s",
+                    REQUEST_TIMEOUT.as_secs()
                 ))
-            })?
-            .to_bytes();
-        if status.is_success() {
-            return Ok(body);
-        }
-        let err: sealsync_proto::ErrorResponse =
-            sealsync_proto::decode_limited(&body, 64 * 1024).unwrap_or_default();
-        let code = if err.code.is_empty() {
-            status.as_str().to_string()
-        } else {
-            err.code
-        };
-        Err(ClientError::Server {
-            status: status.as_u16(),
-            code,
-            error_id: err.error_id,
-            request: format!("{method} {path}"),
-        })
+            })??;
+            sealsync_proto::decode_limited(&bytes, MAX_RESPONSE_BYTES)
+                .map_err(|e| ClientError::Protocol(format!("GET {path}: malformed response: {e}")))
+        }))
     }
 
     /// Sends `body` (if any) and decodes a `R` from the 2xx response.
@@ -268,6 +250,79 @@ impl Connection {
         self.call_raw(method, path, Some(body.to_bytes())).await?;
         Ok(())
     }
+}
+
+/// A request running on its own task; aborted on drop.
+#[derive(Debug)]
+pub(crate) struct Prefetch<R>(tokio::task::JoinHandle<Result<R, ClientError>>);
+
+impl<R> Prefetch<R> {
+    /// Waits for the response.
+    pub(crate) async fn wait(mut self) -> Result<R, ClientError> {
+        (&mut self.0)
+            .await
+            .map_err(|e| ClientError::Network(format!("request task failed: {e}")))?
+    }
+}
+
+impl<R> Drop for Prefetch<R> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sends one request on `sender` and returns the 2xx body (non-2xx becomes
+/// [`ClientError::Server`]).
+async fn request(
+    mut sender: http2::SendRequest<Full<Bytes>>,
+    authority: &str,
+    method: http::Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Result<Bytes, ClientError> {
+    let uri = format!("https://{authority}{path}");
+    let mut builder = http::Request::builder().method(method.clone()).uri(uri);
+    if body.is_some() {
+        builder = builder.header(http::header::CONTENT_TYPE, sealsync_proto::CONTENT_TYPE);
+    }
+    builder = builder.header(http::header::ACCEPT, sealsync_proto::CONTENT_TYPE);
+    let request = builder
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .map_err(|e| ClientError::InvalidInput(format!("bad request {method} {path}: {e}")))?;
+    sender
+        .ready()
+        .await
+        .map_err(|e| ClientError::Network(format!("connection lost: {e}")))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| ClientError::Network(format!("{method} {path} failed: {e}")))?;
+    let status = response.status();
+    let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            ClientError::Protocol(format!(
+                "{method} {path}: response body unreadable or larger than {MAX_RESPONSE_BYTES} bytes: {e}"
+            ))
+        })?
+        .to_bytes();
+    if status.is_success() {
+        return Ok(body);
+    }
+    let err: sealsync_proto::ErrorResponse =
+        sealsync_proto::decode_limited(&body, 64 * 1024).unwrap_or_default();
+    let code = if err.code.is_empty() {
+        status.as_str().to_string()
+    } else {
+        err.code
+    };
+    Err(ClientError::Server {
+        status: status.as_u16(),
+        code,
+        error_id: err.error_id,
+        request: format!("{method} {path}"),
+    })
 }
 
 /// Object-safe view of a protobuf message (so request helpers take `&dyn`).

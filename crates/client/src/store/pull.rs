@@ -95,4 +95,12 @@ impl Store {
         tx.commit()?;
         Ok(applied)
     }
+
+    /// Moves the cursor without applying anything (past our own batches).
+    pub(crate) fn set_cursor(&mut self, coll: i64, cursor: u64) -> Result<(), ClientError> {
+        self.conn
+            .prepare_cached("UPDATE collections SET cursor = ?1 WHERE id = ?2")?
+            .execute(params![cursor as i64, coll])?;
+        Ok(())
+    }
 }
