@@ -15,8 +15,15 @@ use crate::proxy::CountingProxy;
 
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     ensure!(args.records > 0, "--records must be at least 1");
-    ensure!(args.size > 0 && args.size <= sealsync_core::MAX_VALUE_BYTES, "--size must be between 1 and {}", sealsync_core::MAX_VALUE_BYTES);
-    let tmp = tempfile::Builder::new().prefix("sealsync-bench").tempdir().context("cannot create a temporary directory")?;
+    ensure!(
+        args.size > 0 && args.size <= sealsync_core::MAX_VALUE_BYTES,
+        "--size must be between 1 and {}",
+        sealsync_core::MAX_VALUE_BYTES
+    );
+    let tmp = tempfile::Builder::new()
+        .prefix("sealsync-bench")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
     let rt = crate::runtime()?;
     rt.block_on(bench(tmp.path(), args))
 }
@@ -25,7 +32,9 @@ async fn bench(root: &std::path::Path, args: BenchArgs) -> anyhow::Result<()> {
     let server_dir = root.join("server");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let server_addr = listener.local_addr()?;
-    let proxy = CountingProxy::start(server_addr).await.context("cannot start the counting relay")?;
+    let proxy = CountingProxy::start(server_addr)
+        .await
+        .context("cannot start the counting relay")?;
     let url = format!("https://{}", proxy.addr);
     sealsync_server::init(&server_dir, &url)?;
     let server = sealsync_server::Server::from_listener(&server_dir, listener).await?;
@@ -35,10 +44,29 @@ async fn bench(root: &std::path::Path, args: BenchArgs) -> anyhow::Result<()> {
     }));
 
     let ttl = Duration::from_secs(900);
-    let writer = Replica::enroll(&root.join("writer"), &sealsync_server::enroll_ticket(&server_dir, "bench", ttl, None)?, EnrollOptions { name: "writer".into(), recovery: None }).await?;
+    let writer = Replica::enroll(
+        &root.join("writer"),
+        &sealsync_server::enroll_ticket(&server_dir, "bench", ttl, None)?,
+        EnrollOptions {
+            name: "writer".into(),
+            recovery: None,
+        },
+    )
+    .await?;
     let mut writer = writer.replica;
-    let reader = Replica::enroll(&root.join("reader"), &sealsync_server::enroll_ticket(&server_dir, "bench", ttl, None)?, EnrollOptions { name: "reader".into(), recovery: None }).await?;
-    let code = reader.approval_code.clone().context("reader should be pending")?;
+    let reader = Replica::enroll(
+        &root.join("reader"),
+        &sealsync_server::enroll_ticket(&server_dir, "bench", ttl, None)?,
+        EnrollOptions {
+            name: "reader".into(),
+            recovery: None,
+        },
+    )
+    .await?;
+    let code = reader
+        .approval_code
+        .clone()
+        .context("reader should be pending")?;
     writer.approve(&reader.device_id.to_string(), &code).await?;
     let mut reader = reader.replica;
     reader.sync().await?;
@@ -57,7 +85,10 @@ async fn bench(root: &std::path::Path, args: BenchArgs) -> anyhow::Result<()> {
         }
         records.push((format!("record-{i:08}"), value));
     }
-    let plaintext_bytes: u64 = records.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+    let plaintext_bytes: u64 = records
+        .iter()
+        .map(|(k, v)| (k.len() + v.len()) as u64)
+        .sum();
 
     let t = Instant::now();
     writer.put_many("bench", &records)?;
@@ -78,15 +109,39 @@ async fn bench(root: &std::path::Path, args: BenchArgs) -> anyhow::Result<()> {
     let reader_root = reader.state_root()?;
     let _ = stop_tx.send(());
     let _ = server_task.await;
-    ensure!(writer_root == reader_root, "state roots differ after the bench sync");
+    ensure!(
+        writer_root == reader_root,
+        "state roots differ after the bench sync"
+    );
 
     let n = args.records as f64;
     let push_bytes = (after_push.0 - before.0) + (after_push.1 - before.1);
     let pull_bytes = (after_pull.0 - after_push.0) + (after_pull.1 - after_push.1);
-    println!("sealsync bench: {} records x {} bytes (plaintext {:.1} MB incl. keys)", args.records, args.size, plaintext_bytes as f64 / 1e6);
-    println!("local write : {:>8.0} records/s ({:.2} s, one transaction)", n / local_write.as_secs_f64(), local_write.as_secs_f64());
-    println!("push        : {:>8.0} records/s ({:.2} s), wire {:.1} MB = {:.3} x plaintext", n / push.as_secs_f64(), push.as_secs_f64(), push_bytes as f64 / 1e6, push_bytes as f64 / plaintext_bytes as f64);
-    println!("pull        : {:>8.0} records/s ({:.2} s), wire {:.1} MB = {:.3} x plaintext", n / pull.as_secs_f64(), pull.as_secs_f64(), pull_bytes as f64 / 1e6, pull_bytes as f64 / plaintext_bytes as f64);
+    println!(
+        "sealsync bench: {} records x {} bytes (plaintext {:.1} MB incl. keys)",
+        args.records,
+        args.size,
+        plaintext_bytes as f64 / 1e6
+    );
+    println!(
+        "local write : {:>8.0} records/s ({:.2} s, one transaction)",
+        n / local_write.as_secs_f64(),
+        local_write.as_secs_f64()
+    );
+    println!(
+        "push        : {:>8.0} records/s ({:.2} s), wire {:.1} MB = {:.3} x plaintext",
+        n / push.as_secs_f64(),
+        push.as_secs_f64(),
+        push_bytes as f64 / 1e6,
+        push_bytes as f64 / plaintext_bytes as f64
+    );
+    println!(
+        "pull        : {:>8.0} records/s ({:.2} s), wire {:.1} MB = {:.3} x plaintext",
+        n / pull.as_secs_f64(),
+        pull.as_secs_f64(),
+        pull_bytes as f64 / 1e6,
+        pull_bytes as f64 / plaintext_bytes as f64
+    );
     println!("pull report : {report}");
     println!("state roots equal: {}", hex::encode(reader_root));
     Ok(())

@@ -15,28 +15,47 @@ use sealsync_core::Policy;
 
 /// Words written by the demo that must never appear in the server's files.
 const SECRETS: &[&str] = &[
-    "groceries", "oat milk", "milk and eggs", "ada-lovelace", "analytical engine",
-    "notes-demo", "contacts-demo", "tasks-demo", "launch plan", "ship it friday", "ship it monday",
+    "groceries",
+    "oat milk",
+    "milk and eggs",
+    "ada-lovelace",
+    "analytical engine",
+    "notes-demo",
+    "contacts-demo",
+    "tasks-demo",
+    "launch plan",
+    "ship it friday",
+    "ship it monday",
 ];
 
 pub(crate) fn run() -> anyhow::Result<()> {
-    let tmp = tempfile::Builder::new().prefix("sealsync-demo").tempdir().context("cannot create a temporary directory")?;
+    let tmp = tempfile::Builder::new()
+        .prefix("sealsync-demo")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
     let rt = crate::runtime()?;
     rt.block_on(story(tmp.path()))
 }
 
 async fn story(root: &Path) -> anyhow::Result<()> {
     let server_dir = root.join("server");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot bind a loopback port")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind a loopback port")?;
     let addr = listener.local_addr()?;
     let url = format!("https://{addr}");
     sealsync_server::init(&server_dir, &url).context("server init failed")?;
-    let server = sealsync_server::Server::from_listener(&server_dir, listener).await.context("server start failed")?;
+    let server = sealsync_server::Server::from_listener(&server_dir, listener)
+        .await
+        .context("server start failed")?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server_task = tokio::spawn(server.run(async move {
         let _ = stop_rx.await;
     }));
-    println!("== server listening on {url} (data in {})", server_dir.display());
+    println!(
+        "== server listening on {url} (data in {})",
+        server_dir.display()
+    );
 
     let result = devices(root, &server_dir).await;
     let _ = stop_tx.send(());
@@ -52,26 +71,62 @@ async fn devices(root: &Path, server_dir: &Path) -> anyhow::Result<()> {
     let ticket = |_: ()| sealsync_server::enroll_ticket(server_dir, "demo", ttl, None);
 
     println!("== enrolling alice (first device of account \"demo\")");
-    let alice = Replica::enroll(&root.join("alice"), &ticket(())?, EnrollOptions { name: "alice-laptop".into(), recovery: None })
-        .await
-        .context("alice enroll")?;
-    let secret = alice.recovery_secret.as_ref().context("the first device must receive a recovery secret")?;
-    println!("   alice {} trusted; recovery secret {}", alice.device_id, secret.as_str());
+    let alice = Replica::enroll(
+        &root.join("alice"),
+        &ticket(())?,
+        EnrollOptions {
+            name: "alice-laptop".into(),
+            recovery: None,
+        },
+    )
+    .await
+    .context("alice enroll")?;
+    let secret = alice
+        .recovery_secret
+        .as_ref()
+        .context("the first device must receive a recovery secret")?;
+    println!(
+        "   alice {} trusted; recovery secret {}",
+        alice.device_id,
+        secret.as_str()
+    );
     let mut alice = alice.replica;
 
     let mut others = Vec::new();
     for name in ["bob-phone", "carol-tablet"] {
         println!("== enrolling {name}");
-        let dev = Replica::enroll(&root.join(name), &ticket(())?, EnrollOptions { name: name.into(), recovery: None })
+        let dev = Replica::enroll(
+            &root.join(name),
+            &ticket(())?,
+            EnrollOptions {
+                name: name.into(),
+                recovery: None,
+            },
+        )
+        .await
+        .with_context(|| format!("{name} enroll"))?;
+        let code = dev
+            .approval_code
+            .clone()
+            .context("a later device must be pending with an approval code")?;
+        println!(
+            "   {name} {} pending, shows approval code {code}",
+            dev.device_id
+        );
+        alice
+            .approve(&dev.device_id.to_string(), &code)
             .await
-            .with_context(|| format!("{name} enroll"))?;
-        let code = dev.approval_code.clone().context("a later device must be pending with an approval code")?;
-        println!("   {name} {} pending, shows approval code {code}", dev.device_id);
-        alice.approve(&dev.device_id.to_string(), &code).await.with_context(|| format!("approve {name}"))?;
+            .with_context(|| format!("approve {name}"))?;
         println!("   alice approved {name} after comparing the code");
         let mut replica = dev.replica;
-        replica.sync().await.with_context(|| format!("{name} first sync"))?;
-        ensure!(replica.status()?.state == sealsync_client::DeviceState::Trusted, "{name} is not trusted after approval");
+        replica
+            .sync()
+            .await
+            .with_context(|| format!("{name} first sync"))?;
+        ensure!(
+            replica.status()?.state == sealsync_client::DeviceState::Trusted,
+            "{name} is not trusted after approval"
+        );
         println!("   {name} is trusted");
         others.push(replica);
     }
@@ -88,8 +143,16 @@ async fn devices(root: &Path, server_dir: &Path) -> anyhow::Result<()> {
     alice.put("notes-demo", "groceries", b"oat milk")?;
     bob.put("notes-demo", "groceries", b"milk and eggs")?;
     carol.put("notes-demo", "todo", b"call ada-lovelace")?;
-    alice.put("contacts-demo", "ada-lovelace", br#"{"phone":"+44 20 0000"}"#)?;
-    bob.put("contacts-demo", "ada-lovelace", br#"{"email":"ada@analytical engine"}"#)?;
+    alice.put(
+        "contacts-demo",
+        "ada-lovelace",
+        br#"{"phone":"+44 20 0000"}"#,
+    )?;
+    bob.put(
+        "contacts-demo",
+        "ada-lovelace",
+        br#"{"email":"ada@analytical engine"}"#,
+    )?;
     alice.put("tasks-demo", "launch plan", b"ship it friday")?;
     carol.put("tasks-demo", "launch plan", b"ship it monday")?;
     carol.delete("notes-demo", "todo")?;
@@ -98,22 +161,41 @@ async fn devices(root: &Path, server_dir: &Path) -> anyhow::Result<()> {
     sync_all(&mut [&mut alice, &mut bob, &mut carol]).await?;
     sync_all(&mut [&mut alice, &mut bob, &mut carol]).await?;
 
-    let groceries = String::from_utf8_lossy(&alice.get("notes-demo", "groceries")?.context("groceries missing")?).into_owned();
+    let groceries = String::from_utf8_lossy(
+        &alice
+            .get("notes-demo", "groceries")?
+            .context("groceries missing")?,
+    )
+    .into_owned();
     println!("   notes-demo/groceries (lww) = {groceries:?}");
     for entry in alice.history("notes-demo", "groceries")? {
         println!("     {entry}");
     }
-    let contact = String::from_utf8_lossy(&bob.get("contacts-demo", "ada-lovelace")?.context("contact missing")?).into_owned();
+    let contact = String::from_utf8_lossy(
+        &bob.get("contacts-demo", "ada-lovelace")?
+            .context("contact missing")?,
+    )
+    .into_owned();
     println!("   contacts-demo/ada-lovelace (fields) = {contact}");
-    ensure!(contact.contains("phone") && contact.contains("email"), "fields policy lost a field: {contact}");
+    ensure!(
+        contact.contains("phone") && contact.contains("email"),
+        "fields policy lost a field: {contact}"
+    );
     let conflicts = carol.conflicts("tasks-demo")?;
-    ensure!(conflicts.len() == 1, "expected one manual conflict, found {}", conflicts.len());
+    ensure!(
+        conflicts.len() == 1,
+        "expected one manual conflict, found {}",
+        conflicts.len()
+    );
     println!("   tasks-demo conflict: {}", conflicts[0]);
     carol.resolve("tasks-demo", "launch plan", b"ship it friday")?;
     println!("   carol resolved it");
     sync_all(&mut [&mut alice, &mut bob, &mut carol]).await?;
     sync_all(&mut [&mut alice, &mut bob, &mut carol]).await?;
-    ensure!(alice.conflicts("tasks-demo")?.is_empty(), "conflict still open on alice after the resolution synced");
+    ensure!(
+        alice.conflicts("tasks-demo")?.is_empty(),
+        "conflict still open on alice after the resolution synced"
+    );
 
     println!("== state roots");
     let mut roots = Vec::new();
@@ -138,7 +220,8 @@ async fn sync_all(replicas: &mut [&mut Replica]) -> anyhow::Result<()> {
 
 /// Prints one batch as the server stored it: routing metadata and ciphertext only.
 fn print_stored_sample(server_dir: &Path) -> anyhow::Result<()> {
-    let sample = sealsync_server::inspect::sample_batch(server_dir).context("cannot read the server store")?;
+    let sample = sealsync_server::inspect::sample_batch(server_dir)
+        .context("cannot read the server store")?;
     println!("== what the server stored for one record's batch");
     println!("{sample}");
     Ok(())
@@ -148,14 +231,17 @@ fn print_stored_sample(server_dir: &Path) -> anyhow::Result<()> {
 fn scan_server_files(dir: &Path) -> anyhow::Result<()> {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(path) = stack.pop() {
-        for entry in std::fs::read_dir(&path).with_context(|| format!("cannot list {}", path.display()))? {
+        for entry in
+            std::fs::read_dir(&path).with_context(|| format!("cannot list {}", path.display()))?
+        {
             let entry = entry?;
             let p = entry.path();
             if entry.file_type()?.is_dir() {
                 stack.push(p);
                 continue;
             }
-            let bytes = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
+            let bytes =
+                std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
             for word in SECRETS {
                 if bytes.windows(word.len()).any(|w| w == word.as_bytes()) {
                     bail!("plaintext {word:?} found in server file {}", p.display());
@@ -163,6 +249,9 @@ fn scan_server_files(dir: &Path) -> anyhow::Result<()> {
             }
         }
     }
-    println!("== searched the server's files for {} plaintext strings: none found", SECRETS.len());
+    println!(
+        "== searched the server's files for {} plaintext strings: none found",
+        SECRETS.len()
+    );
     Ok(())
 }

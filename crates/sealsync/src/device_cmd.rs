@@ -15,16 +15,26 @@ use crate::cli::{CollectionCommand, DeviceArgs, DeviceCommand};
 pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
     let home = args.home;
     match args.command {
-        DeviceCommand::Enroll { bundle, name, recovery } => {
+        DeviceCommand::Enroll {
+            bundle,
+            name,
+            recovery,
+        } => {
             let rt = crate::runtime()?;
             let enrolled = rt
-                .block_on(Replica::enroll(&home, bundle.trim(), EnrollOptions { name, recovery }))
+                .block_on(Replica::enroll(
+                    &home,
+                    bundle.trim(),
+                    EnrollOptions { name, recovery },
+                ))
                 .context("enrollment failed")?;
             println!("device id: {}", enrolled.device_id);
             if let Some(secret) = &enrolled.recovery_secret {
                 println!("state: trusted (first device of the account)");
                 println!("recovery secret: {}", secret.as_str());
-                println!("write the recovery secret down now: it is shown only once and lets a new device join without approval");
+                println!(
+                    "write the recovery secret down now: it is shown only once and lets a new device join without approval"
+                );
             } else if let Some(code) = &enrolled.approval_code {
                 println!("state: pending");
                 println!("approval code: {code}");
@@ -40,14 +50,17 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
         DeviceCommand::Approve { device_id, code } => {
             let mut replica = open(&home)?;
             let rt = crate::runtime()?;
-            rt.block_on(replica.approve(&device_id, &code)).context("approval failed")?;
+            rt.block_on(replica.approve(&device_id, &code))
+                .context("approval failed")?;
             println!("approved {device_id}; it becomes trusted at its next sync");
             Ok(())
         }
         DeviceCommand::Pending => {
             let mut replica = open(&home)?;
             let rt = crate::runtime()?;
-            let pending = rt.block_on(replica.pending_devices()).context("cannot list pending devices")?;
+            let pending = rt
+                .block_on(replica.pending_devices())
+                .context("cannot list pending devices")?;
             if pending.is_empty() {
                 println!("no devices waiting for approval");
             }
@@ -56,19 +69,28 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        DeviceCommand::Put { collection, key, value, file } => {
+        DeviceCommand::Put {
+            collection,
+            key,
+            value,
+            file,
+        } => {
             let bytes = match (value, file) {
                 (Some(v), _) => v.into_bytes(),
                 (None, Some(path)) => std::fs::read(&path)
                     .with_context(|| format!("cannot read value file {}", path.display()))?,
                 (None, None) => {
                     let mut buf = Vec::new();
-                    std::io::stdin().read_to_end(&mut buf).context("cannot read the value from standard input")?;
+                    std::io::stdin()
+                        .read_to_end(&mut buf)
+                        .context("cannot read the value from standard input")?;
                     buf
                 }
             };
             let mut replica = open(&home)?;
-            replica.put(&collection, &key, &bytes).context("put failed")?;
+            replica
+                .put(&collection, &key, &bytes)
+                .context("put failed")?;
             Ok(())
         }
         DeviceCommand::Get { collection, key } => {
@@ -97,15 +119,21 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
             let replica = open(&home)?;
             let mut out = std::io::stdout().lock();
             for (key, value) in replica.list(&collection).context("list failed")? {
-                writeln!(out, "{key}\t{}", String::from_utf8_lossy(&value)).context("cannot write to standard output")?;
+                writeln!(out, "{key}\t{}", String::from_utf8_lossy(&value))
+                    .context("cannot write to standard output")?;
             }
             Ok(())
         }
         DeviceCommand::History { collection, key } => {
             let replica = open(&home)?;
-            let entries = replica.history(&collection, &key).context("history failed")?;
+            let entries = replica
+                .history(&collection, &key)
+                .context("history failed")?;
             if entries.is_empty() {
-                return Err(Exit::not_found(format!("no versions of {key:?} in collection {collection:?}")).into());
+                return Err(Exit::not_found(format!(
+                    "no versions of {key:?} in collection {collection:?}"
+                ))
+                .into());
             }
             for entry in entries {
                 println!("{entry}");
@@ -118,7 +146,9 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .context("bad --policy")?;
             let mut replica = open(&home)?;
-            replica.create_collection(&name, policy).context("cannot create collection")?;
+            replica
+                .create_collection(&name, policy)
+                .context("cannot create collection")?;
             println!("created collection {name} with policy {policy}");
             Ok(())
         }
@@ -129,9 +159,15 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        DeviceCommand::Resolve { collection, key, value } => {
+        DeviceCommand::Resolve {
+            collection,
+            key,
+            value,
+        } => {
             let mut replica = open(&home)?;
-            replica.resolve(&collection, &key, value.as_bytes()).context("resolve failed")?;
+            replica
+                .resolve(&collection, &key, value.as_bytes())
+                .context("resolve failed")?;
             Ok(())
         }
         DeviceCommand::Sync => {
@@ -139,13 +175,25 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
             let rt = crate::runtime()?;
             let report = rt.block_on(replica.sync()).context("sync failed")?;
             println!("{report}");
+            if let Some(first) = report.errors.first() {
+                bail!(
+                    "sync refused {} object(s) that failed verification, local data unchanged for them; first: {} in {} ({} check)",
+                    report.errors.len(),
+                    first.message,
+                    first.collection,
+                    first.check
+                );
+            }
             Ok(())
         }
         DeviceCommand::Status { json } => {
             let replica = open(&home)?;
             let status = replica.status().context("status failed")?;
             if json {
-                println!("{}", serde_json::to_string(&status).context("cannot encode status")?);
+                println!(
+                    "{}",
+                    serde_json::to_string(&status).context("cannot encode status")?
+                );
             } else {
                 println!("{status}");
             }

@@ -28,7 +28,10 @@ pub(crate) struct Exit {
 impl Exit {
     /// Exit code 1: the asked-for record is absent.
     pub(crate) fn not_found(message: impl Into<String>) -> Self {
-        Self { code: 1, message: message.into() }
+        Self {
+            code: 1,
+            message: message.into(),
+        }
     }
 }
 
@@ -45,7 +48,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => {
             use clap::error::ErrorKind;
-            if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
                 // Help and version are answers, not failures.
                 let _ = err.print();
                 return if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {

@@ -42,12 +42,19 @@ impl CountingProxy {
                 });
             }
         });
-        Ok(Self { addr, counters, task })
+        Ok(Self {
+            addr,
+            counters,
+            task,
+        })
     }
 
     /// Bytes (up, down) so far.
     pub(crate) fn totals(&self) -> (u64, u64) {
-        (self.counters.up.load(Ordering::Relaxed), self.counters.down.load(Ordering::Relaxed))
+        (
+            self.counters.up.load(Ordering::Relaxed),
+            self.counters.down.load(Ordering::Relaxed),
+        )
     }
 }
 

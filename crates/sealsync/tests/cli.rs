@@ -24,10 +24,22 @@ fn ok(args: &[&str]) -> String {
 /// Asserts a failure with the given exit code and exactly one line on stderr.
 fn fails(args: &[&str], code: i32) -> String {
     let out = sealsync(args);
-    assert_eq!(out.status.code(), Some(code), "sealsync {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "sealsync {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8(out.stderr).expect("utf8 stderr");
-    assert_eq!(err.trim_end().lines().count(), 1, "stderr must be one line, got {err:?}");
-    assert!(err.starts_with("error: "), "stderr must start with 'error: ', got {err:?}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "stderr must be one line, got {err:?}"
+    );
+    assert!(
+        err.starts_with("error: "),
+        "stderr must start with 'error: ', got {err:?}"
+    );
     err
 }
 
@@ -42,7 +54,11 @@ impl Drop for ServerProcess {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 fn start_server(dir: &Path) -> (ServerProcess, u16) {
@@ -55,7 +71,14 @@ fn start_server(dir: &Path) -> (ServerProcess, u16) {
     // A second init of the same directory is refused.
     fails(&["server", "init", "--data", data, "--url", &url], 2);
     let mut child = Command::new(BIN)
-        .args(["server", "run", "--data", data, "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "server",
+            "run",
+            "--data",
+            data,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -63,7 +86,10 @@ fn start_server(dir: &Path) -> (ServerProcess, u16) {
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).expect("read");
-    assert_eq!(line.trim(), format!("listening on https://127.0.0.1:{port}"));
+    assert_eq!(
+        line.trim(),
+        format!("listening on https://127.0.0.1:{port}")
+    );
     (ServerProcess(child), port)
 }
 
@@ -79,58 +105,140 @@ fn quick_start_over_the_cli() {
     let phone = phone.to_str().expect("path");
 
     let bundle = ok(&["admin", "--data", data, "enroll", "--account", "alice"]);
-    assert_eq!(bundle.lines().count(), 1, "enroll must print the bundle alone");
-    let out = ok(&["device", "--home", laptop, "enroll", bundle.trim(), "--name", "laptop"]);
+    assert_eq!(
+        bundle.lines().count(),
+        1,
+        "enroll must print the bundle alone"
+    );
+    let out = ok(&[
+        "device",
+        "--home",
+        laptop,
+        "enroll",
+        bundle.trim(),
+        "--name",
+        "laptop",
+    ]);
     assert!(out.contains("recovery secret"), "{out}");
 
-    let bundle = ok(&["admin", "--data", data, "enroll", "--account", "alice", "--ttl", "5m"]);
-    ok(&["device", "--home", phone, "enroll", bundle.trim(), "--name", "phone"]);
+    let bundle = ok(&[
+        "admin",
+        "--data",
+        data,
+        "enroll",
+        "--account",
+        "alice",
+        "--ttl",
+        "5m",
+    ]);
+    ok(&[
+        "device",
+        "--home",
+        phone,
+        "enroll",
+        bundle.trim(),
+        "--name",
+        "phone",
+    ]);
     let status: serde_json::Value =
         serde_json::from_str(&ok(&["device", "--home", phone, "status", "--json"])).expect("json");
     assert_eq!(status["state"], "pending");
     assert_eq!(status["account"], "alice");
     assert_eq!(status["name"], "phone");
     let device_id = status["device_id"].as_str().expect("device_id").to_string();
-    let code = status["approval_code"].as_str().expect("approval_code").to_string();
+    let code = status["approval_code"]
+        .as_str()
+        .expect("approval_code")
+        .to_string();
 
     let pending = ok(&["device", "--home", laptop, "pending"]);
     assert!(pending.contains(&device_id), "{pending}");
-    ok(&["device", "--home", laptop, "approve", &device_id, "--code", &code]);
+    ok(&[
+        "device", "--home", laptop, "approve", &device_id, "--code", &code,
+    ]);
     ok(&["device", "--home", phone, "sync"]);
     let status: serde_json::Value =
         serde_json::from_str(&ok(&["device", "--home", phone, "status", "--json"])).expect("json");
     assert_eq!(status["state"], "trusted");
     assert!(status.get("approval_code").is_none_or(|c| c.is_null()));
 
-    ok(&["device", "--home", laptop, "collection", "create", "notes", "--policy", "lww"]);
-    ok(&["device", "--home", laptop, "put", "notes", "groceries", "oat milk"]);
+    ok(&[
+        "device",
+        "--home",
+        laptop,
+        "collection",
+        "create",
+        "notes",
+        "--policy",
+        "lww",
+    ]);
+    ok(&[
+        "device",
+        "--home",
+        laptop,
+        "put",
+        "notes",
+        "groceries",
+        "oat milk",
+    ]);
     let value_file = tmp.path().join("value.txt");
     std::fs::write(&value_file, b"from a file").expect("write");
-    ok(&["device", "--home", phone, "put", "notes", "filed", "--file", value_file.to_str().expect("path")]);
+    ok(&[
+        "device",
+        "--home",
+        phone,
+        "put",
+        "notes",
+        "filed",
+        "--file",
+        value_file.to_str().expect("path"),
+    ]);
     let mut child = Command::new(BIN)
         .args(["device", "--home", phone, "put", "notes", "piped"])
         .stdin(Stdio::piped())
         .spawn()
         .expect("spawn");
-    child.stdin.take().expect("stdin").write_all(b"from stdin").expect("write");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"from stdin")
+        .expect("write");
     assert!(child.wait().expect("wait").success());
 
     for _ in 0..2 {
         ok(&["device", "--home", laptop, "sync"]);
         ok(&["device", "--home", phone, "sync"]);
     }
-    assert_eq!(ok(&["device", "--home", phone, "get", "notes", "groceries"]), "oat milk");
-    assert_eq!(ok(&["device", "--home", laptop, "get", "notes", "filed"]), "from a file");
-    assert_eq!(ok(&["device", "--home", laptop, "get", "notes", "piped"]), "from stdin");
+    assert_eq!(
+        ok(&["device", "--home", phone, "get", "notes", "groceries"]),
+        "oat milk"
+    );
+    assert_eq!(
+        ok(&["device", "--home", laptop, "get", "notes", "filed"]),
+        "from a file"
+    );
+    assert_eq!(
+        ok(&["device", "--home", laptop, "get", "notes", "piped"]),
+        "from stdin"
+    );
     let list = ok(&["device", "--home", laptop, "list", "notes"]);
     assert_eq!(list.lines().count(), 3, "{list}");
     let history = ok(&["device", "--home", phone, "history", "notes", "groceries"]);
     assert!(!history.trim().is_empty());
 
-    let a: serde_json::Value = serde_json::from_str(&ok(&["device", "--home", laptop, "status", "--json"])).expect("json");
-    let b: serde_json::Value = serde_json::from_str(&ok(&["device", "--home", phone, "status", "--json"])).expect("json");
+    let a: serde_json::Value =
+        serde_json::from_str(&ok(&["device", "--home", laptop, "status", "--json"])).expect("json");
+    let b: serde_json::Value =
+        serde_json::from_str(&ok(&["device", "--home", phone, "status", "--json"])).expect("json");
     let notes = |s: &serde_json::Value| {
-        s["collections"].as_array().expect("collections").iter().find(|c| c["name"] == "notes").cloned().expect("notes")
+        s["collections"]
+            .as_array()
+            .expect("collections")
+            .iter()
+            .find(|c| c["name"] == "notes")
+            .cloned()
+            .expect("notes")
     };
     assert_eq!(notes(&a)["state_root"], notes(&b)["state_root"]);
     assert_eq!(notes(&a)["policy"], "lww");
@@ -138,7 +246,10 @@ fn quick_start_over_the_cli() {
     assert_eq!(notes(&a)["pending_batches"], 0);
 
     ok(&["device", "--home", laptop, "delete", "notes", "groceries"]);
-    let err = fails(&["device", "--home", laptop, "get", "notes", "groceries"], 1);
+    let err = fails(
+        &["device", "--home", laptop, "get", "notes", "groceries"],
+        1,
+    );
     assert!(err.contains("groceries"), "{err}");
 }
 
@@ -149,9 +260,45 @@ fn errors_are_one_line_with_nonzero_exit() {
     let home = home.to_str().expect("path");
     fails(&["device", "--home", home, "get", "notes", "x"], 2);
     fails(&["device", "--home", home, "frobnicate"], 2);
-    fails(&["server", "run", "--data", home, "--listen", "not-an-address"], 2);
-    fails(&["server", "run", "--data", home, "--listen", "127.0.0.1:0"], 2);
+    fails(
+        &[
+            "server",
+            "run",
+            "--data",
+            home,
+            "--listen",
+            "not-an-address",
+        ],
+        2,
+    );
+    fails(
+        &["server", "run", "--data", home, "--listen", "127.0.0.1:0"],
+        2,
+    );
     fails(&["admin", "--data", home, "enroll", "--account", "a"], 2);
-    fails(&["device", "--home", home, "enroll", "not-a-bundle", "--name", "x"], 2);
-    fails(&["device", "--home", home, "collection", "create", "n", "--policy", "bogus"], 2);
+    fails(
+        &[
+            "device",
+            "--home",
+            home,
+            "enroll",
+            "not-a-bundle",
+            "--name",
+            "x",
+        ],
+        2,
+    );
+    fails(
+        &[
+            "device",
+            "--home",
+            home,
+            "collection",
+            "create",
+            "n",
+            "--policy",
+            "bogus",
+        ],
+        2,
+    );
 }

@@ -7,21 +7,50 @@ use sealsync_core::Policy;
 use crate::kit::{TestServer, files_containing};
 
 fn opts(name: &str) -> EnrollOptions {
-    EnrollOptions { name: name.into(), recovery: None }
+    EnrollOptions {
+        name: name.into(),
+        recovery: None,
+    }
 }
 
 /// The first device of `account` and a second one approved by it, both trusted.
 async fn two_devices(server: &TestServer, account: &str) -> (Replica, Replica, String) {
-    let first = Replica::enroll(&server.home("first"), &server.bundle(account), opts("first")).await.expect("enroll first");
+    let first = Replica::enroll(
+        &server.home("first"),
+        &server.bundle(account),
+        opts("first"),
+    )
+    .await
+    .expect("enroll first");
     assert_eq!(first.state, DeviceState::Trusted);
-    let secret = first.recovery_secret.as_ref().expect("recovery secret for the first device").to_string();
+    let secret = first
+        .recovery_secret
+        .as_ref()
+        .expect("recovery secret for the first device")
+        .to_string();
     let mut a = first.replica;
-    let second = Replica::enroll(&server.home("second"), &server.bundle(account), opts("second")).await.expect("enroll second");
+    let second = Replica::enroll(
+        &server.home("second"),
+        &server.bundle(account),
+        opts("second"),
+    )
+    .await
+    .expect("enroll second");
     assert_eq!(second.state, DeviceState::Pending);
-    let code = second.approval_code.clone().expect("approval code while pending");
+    let code = second
+        .approval_code
+        .clone()
+        .expect("approval code while pending");
     let pending = a.pending_devices().await.expect("pending");
-    assert!(pending.iter().any(|p| p.device_id == second.device_id.to_string()), "second device not listed as pending");
-    a.approve(&second.device_id.to_string(), &code).await.expect("approve");
+    assert!(
+        pending
+            .iter()
+            .any(|p| p.device_id == second.device_id.to_string()),
+        "second device not listed as pending"
+    );
+    a.approve(&second.device_id.to_string(), &code)
+        .await
+        .expect("approve");
     let mut b = second.replica;
     b.sync().await.expect("sync after approval");
     assert_eq!(b.status().expect("status").state, DeviceState::Trusted);
@@ -39,28 +68,67 @@ async fn devices_converge_and_server_holds_no_plaintext() {
     // MS-39: canary names, keys and values never reach server storage.
     let server = TestServer::start().await;
     let (mut a, mut b, _) = two_devices(&server, "acme").await;
-    a.put("canary-collection-x7", "canary-key-one", b"canary-value-alpha").expect("put");
-    b.put("canary-collection-x7", "canary-key-two", b"canary-value-beta").expect("put");
-    a.put("canary-collection-x7", "canary-shared", b"canary-from-a").expect("put");
-    b.put("canary-collection-x7", "canary-shared", b"canary-from-b").expect("put");
-    b.delete("canary-collection-x7", "canary-key-two").expect("delete");
+    a.put(
+        "canary-collection-x7",
+        "canary-key-one",
+        b"canary-value-alpha",
+    )
+    .expect("put");
+    b.put(
+        "canary-collection-x7",
+        "canary-key-two",
+        b"canary-value-beta",
+    )
+    .expect("put");
+    a.put("canary-collection-x7", "canary-shared", b"canary-from-a")
+        .expect("put");
+    b.put("canary-collection-x7", "canary-shared", b"canary-from-b")
+        .expect("put");
+    b.delete("canary-collection-x7", "canary-key-two")
+        .expect("delete");
     sync_round(&mut [&mut a, &mut b]).await;
     sync_round(&mut [&mut a, &mut b]).await;
 
-    assert_eq!(a.state_root().expect("root"), b.state_root().expect("root"), "devices diverged");
-    assert_eq!(b.get("canary-collection-x7", "canary-key-one").expect("get").as_deref(), Some(&b"canary-value-alpha"[..]));
-    assert_eq!(a.get("canary-collection-x7", "canary-key-two").expect("get"), None, "delete did not sync");
+    assert_eq!(
+        a.state_root().expect("root"),
+        b.state_root().expect("root"),
+        "devices diverged"
+    );
+    assert_eq!(
+        b.get("canary-collection-x7", "canary-key-one")
+            .expect("get")
+            .as_deref(),
+        Some(&b"canary-value-alpha"[..])
+    );
+    assert_eq!(
+        a.get("canary-collection-x7", "canary-key-two")
+            .expect("get"),
+        None,
+        "delete did not sync"
+    );
     let shared_a = a.get("canary-collection-x7", "canary-shared").expect("get");
     let shared_b = b.get("canary-collection-x7", "canary-shared").expect("get");
     assert_eq!(shared_a, shared_b);
-    assert!(matches!(shared_a.as_deref(), Some(b"canary-from-a") | Some(b"canary-from-b")));
+    assert!(matches!(
+        shared_a.as_deref(),
+        Some(b"canary-from-a") | Some(b"canary-from-b")
+    ));
 
     for needle in [
-        "canary-collection-x7", "canary-key-one", "canary-key-two", "canary-shared",
-        "canary-value-alpha", "canary-value-beta", "canary-from-a", "canary-from-b",
+        "canary-collection-x7",
+        "canary-key-one",
+        "canary-key-two",
+        "canary-shared",
+        "canary-value-alpha",
+        "canary-value-beta",
+        "canary-from-a",
+        "canary-from-b",
     ] {
         let hits = files_containing(&server.data_dir(), needle.as_bytes());
-        assert!(hits.is_empty(), "plaintext {needle:?} found in server files {hits:?}");
+        assert!(
+            hits.is_empty(),
+            "plaintext {needle:?} found in server files {hits:?}"
+        );
     }
     server.stop().await;
 }
@@ -75,7 +143,10 @@ async fn recovery_secret_admits_a_device_without_approval() {
     let c = Replica::enroll(
         &server.home("third"),
         &server.bundle("acme"),
-        EnrollOptions { name: "third".into(), recovery: Some(secret) },
+        EnrollOptions {
+            name: "third".into(),
+            recovery: Some(secret),
+        },
     )
     .await
     .expect("recovery enroll");
@@ -83,7 +154,10 @@ async fn recovery_secret_admits_a_device_without_approval() {
     assert!(c.approval_code.is_none());
     let mut c = c.replica;
     c.sync().await.expect("sync");
-    assert_eq!(c.get("notes", "hello").expect("get").as_deref(), Some(&b"world"[..]));
+    assert_eq!(
+        c.get("notes", "hello").expect("get").as_deref(),
+        Some(&b"world"[..])
+    );
     assert_eq!(c.state_root().expect("root"), a.state_root().expect("root"));
     server.stop().await;
 }
@@ -93,11 +167,16 @@ async fn wrong_recovery_secret_is_refused() {
     // MS-09
     let server = TestServer::start().await;
     let (_a, _b, _secret) = two_devices(&server, "acme").await;
-    let wrong = sealsync_crypto::RecoverySecret::generate().display().to_string();
+    let wrong = sealsync_crypto::RecoverySecret::generate()
+        .display()
+        .to_string();
     let err = Replica::enroll(
         &server.home("intruder"),
         &server.bundle("acme"),
-        EnrollOptions { name: "intruder".into(), recovery: Some(wrong) },
+        EnrollOptions {
+            name: "intruder".into(),
+            recovery: Some(wrong),
+        },
     )
     .await;
     assert!(err.is_err(), "a wrong recovery secret admitted a device");
@@ -108,20 +187,37 @@ async fn wrong_recovery_secret_is_refused() {
 async fn wrong_approval_code_is_refused_and_device_stays_pending() {
     // MS-10
     let server = TestServer::start().await;
-    let first = Replica::enroll(&server.home("first"), &server.bundle("acme"), opts("first")).await.expect("first");
+    let first = Replica::enroll(&server.home("first"), &server.bundle("acme"), opts("first"))
+        .await
+        .expect("first");
     let mut a = first.replica;
-    let second = Replica::enroll(&server.home("second"), &server.bundle("acme"), opts("second")).await.expect("second");
+    let second = Replica::enroll(
+        &server.home("second"),
+        &server.bundle("acme"),
+        opts("second"),
+    )
+    .await
+    .expect("second");
     let real = second.approval_code.clone().expect("code");
-    let wrong = if real.starts_with('A') { "BBBBB-BBBBB" } else { "AAAAA-AAAAA" };
+    let wrong = if real.starts_with('A') {
+        "BBBBB-BBBBB"
+    } else {
+        "AAAAA-AAAAA"
+    };
     let err = a.approve(&second.device_id.to_string(), wrong).await;
     assert!(err.is_err(), "approval with a wrong code succeeded");
     let mut b = second.replica;
     b.sync().await.expect("sync");
     assert_eq!(b.status().expect("status").state, DeviceState::Pending);
-    a.put("notes", "secret", b"only for trusted devices").expect("put");
+    a.put("notes", "secret", b"only for trusted devices")
+        .expect("put");
     a.sync().await.expect("sync");
     b.sync().await.expect("sync");
-    assert_eq!(b.get("notes", "secret").expect("get"), None, "a pending device read data");
+    assert_eq!(
+        b.get("notes", "secret").expect("get"),
+        None,
+        "a pending device read data"
+    );
     server.stop().await;
 }
 
@@ -130,22 +226,29 @@ async fn merge_policies_converge_across_devices() {
     // CF-13, CF-14
     let server = TestServer::start().await;
     let (mut a, mut b, _) = two_devices(&server, "acme").await;
-    a.create_collection("contacts", Policy::Fields).expect("create");
-    a.create_collection("tasks", Policy::Manual).expect("create");
+    a.create_collection("contacts", Policy::Fields)
+        .expect("create");
+    a.create_collection("tasks", Policy::Manual)
+        .expect("create");
     sync_round(&mut [&mut a, &mut b]).await;
 
     a.put("contacts", "ada", br#"{"phone":"1"}"#).expect("put");
-    b.put("contacts", "ada", br#"{"email":"ada@example"}"#).expect("put");
+    b.put("contacts", "ada", br#"{"email":"ada@example"}"#)
+        .expect("put");
     a.put("tasks", "plan", b"friday").expect("put");
     b.put("tasks", "plan", b"monday").expect("put");
     sync_round(&mut [&mut a, &mut b]).await;
     sync_round(&mut [&mut a, &mut b]).await;
 
-    let merged = String::from_utf8(b.get("contacts", "ada").expect("get").expect("present")).expect("utf8");
+    let merged =
+        String::from_utf8(b.get("contacts", "ada").expect("get").expect("present")).expect("utf8");
     let json: serde_json::Value = serde_json::from_str(&merged).expect("json");
     assert_eq!(json["phone"], "1");
     assert_eq!(json["email"], "ada@example");
-    assert_eq!(a.get("contacts", "ada").expect("get"), b.get("contacts", "ada").expect("get"));
+    assert_eq!(
+        a.get("contacts", "ada").expect("get"),
+        b.get("contacts", "ada").expect("get")
+    );
 
     let conflicts = a.conflicts("tasks").expect("conflicts");
     assert_eq!(conflicts.len(), 1, "manual policy must keep both versions");
@@ -153,9 +256,15 @@ async fn merge_policies_converge_across_devices() {
     b.resolve("tasks", "plan", b"tuesday").expect("resolve");
     sync_round(&mut [&mut b, &mut a]).await;
     assert!(a.conflicts("tasks").expect("conflicts").is_empty());
-    assert_eq!(a.get("tasks", "plan").expect("get").as_deref(), Some(&b"tuesday"[..]));
+    assert_eq!(
+        a.get("tasks", "plan").expect("get").as_deref(),
+        Some(&b"tuesday"[..])
+    );
     assert_eq!(a.state_root().expect("root"), b.state_root().expect("root"));
-    assert!(a.history("tasks", "plan").expect("history").len() >= 3, "history must keep every version");
+    assert!(
+        a.history("tasks", "plan").expect("history").len() >= 3,
+        "history must keep every version"
+    );
     server.stop().await;
 }
 
@@ -167,12 +276,23 @@ async fn edits_survive_reopen_and_work_offline() {
     let home = server.home("first");
     server.halt().await; // no server from here on
     let mut a = a;
-    a.put("notes", "offline", b"still here").expect("put without a server");
+    a.put("notes", "offline", b"still here")
+        .expect("put without a server");
     drop(a);
     let reopened = Replica::open(&home).expect("reopen");
-    assert_eq!(reopened.get("notes", "offline").expect("get").as_deref(), Some(&b"still here"[..]));
+    assert_eq!(
+        reopened.get("notes", "offline").expect("get").as_deref(),
+        Some(&b"still here"[..])
+    );
     let status = reopened.status().expect("status");
-    let notes = status.collections.iter().find(|c| c.name == "notes").expect("notes in status");
+    let notes = status
+        .collections
+        .iter()
+        .find(|c| c.name == "notes")
+        .expect("notes in status");
     assert_eq!(notes.records, 1);
-    assert!(notes.pending_batches >= 1, "unsent edit must count as pending");
+    assert!(
+        notes.pending_batches >= 1,
+        "unsent edit must count as pending"
+    );
 }

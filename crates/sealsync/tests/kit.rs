@@ -30,9 +30,12 @@ pub(crate) struct TestServer {
 impl TestServer {
     pub(crate) async fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        sealsync_server::init(&dir.path().join("server"), &format!("https://{addr}")).expect("init");
+        sealsync_server::init(&dir.path().join("server"), &format!("https://{addr}"))
+            .expect("init");
         let server = sealsync_server::Server::from_listener(&dir.path().join("server"), listener)
             .await
             .expect("server");
@@ -40,7 +43,12 @@ impl TestServer {
         let task = tokio::spawn(server.run(async move {
             let _ = rx.await;
         }));
-        Self { dir, addr, stop: Some(tx), task: Some(task) }
+        Self {
+            dir,
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+        }
     }
 
     pub(crate) fn data_dir(&self) -> PathBuf {
@@ -100,8 +108,12 @@ pub(crate) fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
 
 /// Decodes a bundle printed by `sealsync admin enroll`.
 pub(crate) fn parse_bundle(bundle: &str) -> sealsync_proto::EnrollmentBundle {
-    let b64 = bundle.strip_prefix("sealsync-enroll:").expect("bundle prefix");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64).expect("base64");
+    let b64 = bundle
+        .strip_prefix("sealsync-enroll:")
+        .expect("bundle prefix");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(b64)
+        .expect("base64");
     sealsync_proto::decode(&bytes).expect("bundle")
 }
 
@@ -120,7 +132,9 @@ pub(crate) fn client_config(
     .expect("tls13")
     .with_root_certificates(roots);
     let mut config = match identity {
-        Some((cert, key)) => builder.with_client_auth_cert(vec![cert], key).expect("client cert"),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(vec![cert], key)
+            .expect("client cert"),
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![alpn.to_vec()];
@@ -133,13 +147,19 @@ pub(crate) struct RawClient {
 }
 
 impl RawClient {
-    pub(crate) async fn connect(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> std::io::Result<Self> {
+    pub(crate) async fn connect(
+        addr: SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+    ) -> std::io::Result<Self> {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
         let name = ServerName::IpAddress(addr.ip().into());
-        let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
-        let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .map_err(std::io::Error::other)?;
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await?;
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .map_err(std::io::Error::other)?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -147,7 +167,12 @@ impl RawClient {
     }
 
     /// Sends one request; returns the status and body, or an error if the connection failed.
-    pub(crate) async fn request(&mut self, method: &str, path: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+    pub(crate) async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, Vec<u8>), String> {
         let req = http::Request::builder()
             .method(method)
             .uri(format!("https://127.0.0.1{path}"))
@@ -155,9 +180,18 @@ impl RawClient {
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
         self.sender.ready().await.map_err(|e| e.to_string())?;
-        let resp = self.sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
         Ok((status, body.to_vec()))
     }
 }
@@ -187,7 +221,9 @@ pub(crate) async fn raw_enroll(
     csr: Vec<u8>,
 ) -> (u16, Vec<u8>) {
     let config = client_config(&server.ca_der(), None, sealsync_proto::ALPN_ENROLL);
-    let mut client = RawClient::connect(server.addr, config).await.expect("enroll connect");
+    let mut client = RawClient::connect(server.addr, config)
+        .await
+        .expect("enroll connect");
     let req = sealsync_proto::EnrollRequest {
         ticket: ticket.to_vec(),
         name: "raw".into(),
@@ -195,7 +231,10 @@ pub(crate) async fn raw_enroll(
         sign_pk: sign.verifying_key().to_bytes().to_vec(),
         kx_pk: KxSecretKey::generate().public_key().to_bytes().to_vec(),
     };
-    client.request("POST", "/v1/enroll", req.encode_to_vec()).await.expect("enroll request")
+    client
+        .request("POST", "/v1/enroll", req.encode_to_vec())
+        .await
+        .expect("enroll request")
 }
 
 impl RawDevice {
@@ -205,26 +244,47 @@ impl RawDevice {
         let (tls_key, csr) = tls_key_and_csr();
         let (status, body) = raw_enroll(server, &bundle.ticket, &sign, csr).await;
         assert_eq!(status, 200, "enroll refused");
-        let resp: sealsync_proto::EnrollResponse = sealsync_proto::decode(&body).expect("EnrollResponse");
+        let resp: sealsync_proto::EnrollResponse =
+            sealsync_proto::decode(&body).expect("EnrollResponse");
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(tls_key.serialize_der()));
         let config = client_config(
             &server.ca_der(),
             Some((CertificateDer::from(resp.cert_der.clone()), key)),
             sealsync_proto::ALPN_H2,
         );
-        let client = RawClient::connect(server.addr, config).await.expect("mTLS connect");
+        let client = RawClient::connect(server.addr, config)
+            .await
+            .expect("mTLS connect");
         let device_id = DeviceId(sealsync_crypto::device_id(&sign.verifying_key()));
         assert_eq!(resp.device_id, device_id.0.to_vec());
-        Self { account: account.into(), sign, device_id, client, chain: (0, [0; 32]) }
+        Self {
+            account: account.into(),
+            sign,
+            device_id,
+            client,
+            chain: (0, [0; 32]),
+        }
     }
 
     /// Seals the next batch of this device in `collection` (not yet sent) with one mutation.
-    pub(crate) fn next_batch(&mut self, collection: CollectionId, key: &str, value: &[u8]) -> SealedBatch {
+    pub(crate) fn next_batch(
+        &mut self,
+        collection: CollectionId,
+        key: &str,
+        value: &[u8],
+    ) -> SealedBatch {
         self.batch_at(collection, self.chain.0 + 1, self.chain.1, key, value)
     }
 
     /// Seals a batch with an explicit seq and previous hash.
-    pub(crate) fn batch_at(&self, collection: CollectionId, seq: u64, prev: [u8; 32], key: &str, value: &[u8]) -> SealedBatch {
+    pub(crate) fn batch_at(
+        &self,
+        collection: CollectionId,
+        seq: u64,
+        prev: [u8; 32],
+        key: &str,
+        value: &[u8],
+    ) -> SealedBatch {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
@@ -250,8 +310,14 @@ impl RawDevice {
 
     /// Pushes sealed batches; on success records the chain head.
     pub(crate) async fn push(&mut self, batches: &[&SealedBatch]) -> (u16, Vec<u8>) {
-        let req = sealsync_proto::PushRequest { batches: batches.iter().map(|b| b.sealed.clone()).collect() };
-        let (status, body) = self.client.request("POST", "/v1/batches", req.encode_to_vec()).await.expect("push");
+        let req = sealsync_proto::PushRequest {
+            batches: batches.iter().map(|b| b.sealed.clone()).collect(),
+        };
+        let (status, body) = self
+            .client
+            .request("POST", "/v1/batches", req.encode_to_vec())
+            .await
+            .expect("push");
         if status == 200 {
             if let Some(last) = batches.last() {
                 if last.header.seq > self.chain.0 {
@@ -263,14 +329,25 @@ impl RawDevice {
     }
 
     /// Every log entry of `collection` visible to this device.
-    pub(crate) async fn pull_all(&mut self, collection: CollectionId) -> Vec<sealsync_proto::LogEntry> {
+    pub(crate) async fn pull_all(
+        &mut self,
+        collection: CollectionId,
+    ) -> Vec<sealsync_proto::LogEntry> {
         let mut after = 0;
         let mut all = Vec::new();
         loop {
-            let path = format!("/v1/batches?collection={}&after={after}&limit=1000", hex::encode(collection.0));
-            let (status, body) = self.client.request("GET", &path, Vec::new()).await.expect("pull");
+            let path = format!(
+                "/v1/batches?collection={}&after={after}&limit=1000",
+                hex::encode(collection.0)
+            );
+            let (status, body) = self
+                .client
+                .request("GET", &path, Vec::new())
+                .await
+                .expect("pull");
             assert_eq!(status, 200, "pull refused");
-            let page: sealsync_proto::PullResponse = sealsync_proto::decode(&body).expect("PullResponse");
+            let page: sealsync_proto::PullResponse =
+                sealsync_proto::decode(&body).expect("PullResponse");
             all.extend(page.entries);
             after = page.next;
             if !page.more {
@@ -282,7 +359,8 @@ impl RawDevice {
 
 /// Decodes an error body and checks it is generic: a code and an error id, no details.
 pub(crate) fn assert_generic_error(body: &[u8]) -> sealsync_proto::ErrorResponse {
-    let err: sealsync_proto::ErrorResponse = sealsync_proto::decode(body).expect("ErrorResponse body");
+    let err: sealsync_proto::ErrorResponse =
+        sealsync_proto::decode(body).expect("ErrorResponse body");
     assert!(!err.code.is_empty(), "error without a code");
     assert!(err.error_id.len() >= 8, "error id missing: {err:?}");
     err

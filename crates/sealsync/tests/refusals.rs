@@ -4,7 +4,9 @@
 use sealsync_core::{CollectionId, MAX_DRIFT_MS};
 use sealsync_proto::Message as _;
 
-use crate::kit::{RawDevice, TestServer, assert_generic_error, parse_bundle, raw_enroll, tls_key_and_csr};
+use crate::kit::{
+    RawDevice, TestServer, assert_generic_error, parse_bundle, raw_enroll, tls_key_and_csr,
+};
 
 const COLLECTION: CollectionId = CollectionId([7; 16]);
 
@@ -19,12 +21,19 @@ async fn malformed_protobuf_is_refused_without_change() {
     let mut dev = RawDevice::enroll(&server, "acme").await;
     let (status, body) = dev
         .client
-        .request("POST", "/v1/batches", vec![0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x80])
+        .request(
+            "POST",
+            "/v1/batches",
+            vec![0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x80],
+        )
         .await
         .expect("request");
     assert_eq!(status, 400);
     assert_generic_error(&body);
-    assert!(dev.pull_all(COLLECTION).await.is_empty(), "garbage left something in the log");
+    assert!(
+        dev.pull_all(COLLECTION).await.is_empty(),
+        "garbage left something in the log"
+    );
     // The device's chain is untouched: seq 1 is still the next one accepted.
     let first = dev.next_batch(COLLECTION, "k", b"v");
     let (status, body) = dev.push(&[&first]).await;
@@ -39,11 +48,22 @@ async fn oversized_body_is_refused_before_buffering() {
     let server = TestServer::start().await;
     let mut dev = RawDevice::enroll(&server, "acme").await;
     let limit = sealsync_proto::MAX_MESSAGE_BYTES;
-    let (status, body) = dev.client.request("POST", "/v1/batches", vec![0u8; limit + 1]).await.expect("request");
+    let (status, body) = dev
+        .client
+        .request("POST", "/v1/batches", vec![0u8; limit + 1])
+        .await
+        .expect("request");
     assert_eq!(status, 413);
     assert_generic_error(&body);
-    let (status, _) = dev.client.request("POST", "/v1/batches", vec![0u8; limit]).await.expect("request");
-    assert_ne!(status, 413, "a body at the limit must not be refused for its size");
+    let (status, _) = dev
+        .client
+        .request("POST", "/v1/batches", vec![0u8; limit])
+        .await
+        .expect("request");
+    assert_ne!(
+        status, 413,
+        "a body at the limit must not be refused for its size"
+    );
     assert!(dev.pull_all(COLLECTION).await.is_empty());
     server.stop().await;
 }
@@ -56,7 +76,10 @@ async fn wrong_signature_is_refused_without_change() {
     let mut batch = dev.next_batch(COLLECTION, "k", b"v");
     batch.sealed.signature[10] ^= 0x01;
     let (status, body) = dev.push(&[&batch]).await;
-    assert!((400..500).contains(&status), "forged signature accepted: {status}");
+    assert!(
+        (400..500).contains(&status),
+        "forged signature accepted: {status}"
+    );
     assert_generic_error(&body);
     assert!(dev.pull_all(COLLECTION).await.is_empty());
     server.stop().await;
@@ -70,8 +93,13 @@ async fn batch_signed_by_another_key_is_refused() {
     let honest = dev.next_batch(COLLECTION, "k", b"v");
     let impostor_key = sealsync_crypto::SigningKey::generate();
     let mut forged = honest.clone();
-    forged.sealed.signature =
-        impostor_key.sign(sealsync_crypto::SigContext::Batch, &forged.sealed.header, &forged.sealed.ciphertext).to_vec();
+    forged.sealed.signature = impostor_key
+        .sign(
+            sealsync_crypto::SigContext::Batch,
+            &forged.sealed.header,
+            &forged.sealed.ciphertext,
+        )
+        .to_vec();
     let (status, body) = dev.push(&[&forged]).await;
     assert!((400..500).contains(&status));
     assert_generic_error(&body);
@@ -94,7 +122,10 @@ async fn sequence_gap_is_refused_without_change() {
     let third = dev.batch_at(COLLECTION, 3, first.hash, "b", b"2");
     let (status, _) = dev.push(&[&first, &third]).await;
     assert_eq!(status, 409);
-    assert!(dev.pull_all(COLLECTION).await.is_empty(), "part of a refused push was stored");
+    assert!(
+        dev.pull_all(COLLECTION).await.is_empty(),
+        "part of a refused push was stored"
+    );
     server.stop().await;
 }
 
@@ -129,7 +160,10 @@ async fn equivocating_batch_is_refused() {
     assert_generic_error(&body);
     let log = dev.pull_all(COLLECTION).await;
     assert_eq!(log.len(), 1);
-    assert_eq!(log[0].batch.as_ref().expect("batch").signature, batch.sealed.signature);
+    assert_eq!(
+        log[0].batch.as_ref().expect("batch").signature,
+        batch.sealed.signature
+    );
     server.stop().await;
 }
 
@@ -138,7 +172,10 @@ async fn clock_far_ahead_is_refused() {
     // CD-08: a batch stamped beyond the drift bound cannot be used to win every conflict.
     let server = TestServer::start().await;
     let mut dev = RawDevice::enroll(&server, "acme").await;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
     // A batch stamped with a future clock.
     let future = sealsync_core::Hlc::from_parts(now + MAX_DRIFT_MS + 60_000, 0).0;
     let draft = sealsync_core::BatchDraft {
@@ -149,11 +186,22 @@ async fn clock_far_ahead_is_refused() {
         prev_hash: [0; 32],
         epoch: 1,
         roster_head: [0; 32],
-        mutations: vec![sealsync_proto::Mutation { key: "k".into(), hlc: future, deleted: false, value: b"v".to_vec(), supersedes: vec![] }],
+        mutations: vec![sealsync_proto::Mutation {
+            key: "k".into(),
+            hlc: future,
+            deleted: false,
+            value: b"v".to_vec(),
+            supersedes: vec![],
+        }],
     };
-    let draft_batch = sealsync_core::seal_batch(draft, &dev.sign, &sealsync_crypto::SymmetricKey::generate()).expect("seal");
+    let draft_batch =
+        sealsync_core::seal_batch(draft, &dev.sign, &sealsync_crypto::SymmetricKey::generate())
+            .expect("seal");
     let (status, body) = dev.push(&[&draft_batch]).await;
-    assert!((400..500).contains(&status), "future clock accepted: {status}");
+    assert!(
+        (400..500).contains(&status),
+        "future clock accepted: {status}"
+    );
     assert_generic_error(&body);
     assert!(dev.pull_all(COLLECTION).await.is_empty());
     server.stop().await;
@@ -165,12 +213,17 @@ async fn unknown_device_is_refused() {
     // server never enrolled gets no access.
     let server = TestServer::start().await;
     let ca_pem = std::fs::read_to_string(server.data_dir().join("ca.pem")).expect("ca.pem");
-    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(server.data_dir().join("ca.key")).expect("ca.key"))
-        .expect("ca key");
+    let ca_key = rcgen::KeyPair::from_pem(
+        &std::fs::read_to_string(server.data_dir().join("ca.key")).expect("ca.key"),
+    )
+    .expect("ca key");
     let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).expect("issuer");
-    let ghost_id = sealsync_crypto::device_id(&sealsync_crypto::SigningKey::generate().verifying_key());
+    let ghost_id =
+        sealsync_crypto::device_id(&sealsync_crypto::SigningKey::generate().verifying_key());
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.distinguished_name.push(rcgen::DnType::CommonName, hex::encode(ghost_id));
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, hex::encode(ghost_id));
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
     let cert = params.signed_by(&key, &issuer).expect("cert");
@@ -178,14 +231,24 @@ async fn unknown_device_is_refused() {
         &server.ca_der(),
         Some((
             cert.der().clone(),
-            rustls_pki_types::PrivateKeyDer::Pkcs8(rustls_pki_types::PrivatePkcs8KeyDer::from(key.serialize_der())),
+            rustls_pki_types::PrivateKeyDer::Pkcs8(rustls_pki_types::PrivatePkcs8KeyDer::from(
+                key.serialize_der(),
+            )),
         )),
         sealsync_proto::ALPN_H2,
     );
-    let mut client = crate::kit::RawClient::connect(server.addr, config).await.expect("handshake");
+    let mut client = crate::kit::RawClient::connect(server.addr, config)
+        .await
+        .expect("handshake");
     for path in ["/v1/status", "/v1/roster?after=0", "/v1/devices/pending"] {
-        let (status, body) = client.request("GET", path, Vec::new()).await.expect("request");
-        assert!(status == 401 || status == 403, "{path}: unknown device got {status}");
+        let (status, body) = client
+            .request("GET", path, Vec::new())
+            .await
+            .expect("request");
+        assert!(
+            status == 401 || status == 403,
+            "{path}: unknown device got {status}"
+        );
         assert_generic_error(&body);
     }
     server.stop().await;
@@ -208,12 +271,21 @@ async fn ticket_used_twice_is_refused() {
     // The refused device does not exist on the server: the enrolled one sees only itself
     // among the account's devices waiting for approval.
     let mut dev = RawDevice::enroll(&server, "acme").await;
-    let (status, body) = dev.client.request("GET", "/v1/devices/pending", Vec::new()).await.expect("pending");
+    let (status, body) = dev
+        .client
+        .request("GET", "/v1/devices/pending", Vec::new())
+        .await
+        .expect("pending");
     assert_eq!(status, 200);
-    let pending: sealsync_proto::PendingDevicesResponse = sealsync_proto::decode(&body).expect("pending");
+    let pending: sealsync_proto::PendingDevicesResponse =
+        sealsync_proto::decode(&body).expect("pending");
     let second_id = sealsync_crypto::device_id(&second.verifying_key()).to_vec();
     assert!(pending.devices.iter().all(|d| d.device_id != second_id));
-    assert_eq!(pending.devices.len(), 2, "expected the two enrolled devices only");
+    assert_eq!(
+        pending.devices.len(),
+        2,
+        "expected the two enrolled devices only"
+    );
     server.stop().await;
 }
 
@@ -222,7 +294,13 @@ async fn forged_ticket_is_refused() {
     // BI-13
     let server = TestServer::start().await;
     let (_key, csr) = tls_key_and_csr();
-    let (status, body) = raw_enroll(&server, &[0x42; 32], &sealsync_crypto::SigningKey::generate(), csr).await;
+    let (status, body) = raw_enroll(
+        &server,
+        &[0x42; 32],
+        &sealsync_crypto::SigningKey::generate(),
+        csr,
+    )
+    .await;
     assert_eq!(status, 401);
     assert_generic_error(&body);
     server.stop().await;
@@ -237,16 +315,29 @@ async fn other_accounts_logs_are_invisible() {
     let batch = a.next_batch(COLLECTION, "k", b"v");
     assert_eq!(a.push(&[&batch]).await.0, 200);
     assert_eq!(a.pull_all(COLLECTION).await.len(), 1);
-    assert!(b.pull_all(COLLECTION).await.is_empty(), "globex read acme's log");
+    assert!(
+        b.pull_all(COLLECTION).await.is_empty(),
+        "globex read acme's log"
+    );
     // A batch naming another account is refused.
     let mut foreign = b.next_batch(COLLECTION, "k", b"v");
-    let mut header: sealsync_proto::BatchHeader = sealsync_proto::decode(&foreign.sealed.header).expect("header");
+    let mut header: sealsync_proto::BatchHeader =
+        sealsync_proto::decode(&foreign.sealed.header).expect("header");
     header.account = "acme".into();
     foreign.sealed.header = header.encode_to_vec();
-    foreign.sealed.signature =
-        b.sign.sign(sealsync_crypto::SigContext::Batch, &foreign.sealed.header, &foreign.sealed.ciphertext).to_vec();
+    foreign.sealed.signature = b
+        .sign
+        .sign(
+            sealsync_crypto::SigContext::Batch,
+            &foreign.sealed.header,
+            &foreign.sealed.ciphertext,
+        )
+        .to_vec();
     let (status, _) = b.push(&[&foreign]).await;
-    assert!((400..500).contains(&status), "batch for another account accepted");
+    assert!(
+        (400..500).contains(&status),
+        "batch for another account accepted"
+    );
     assert_eq!(a.pull_all(COLLECTION).await.len(), 1);
     server.stop().await;
 }

@@ -6,3 +6,4 @@ mod cli;
 mod e2e;
 mod kit;
 mod refusals;
+mod tampering;

@@ -1,0 +1,175 @@
+//! A malicious server: the test rewrites the server's own database (the attacker owns it) or
+//! lets an admitted-but-unapproved device inject data, and real devices must refuse what
+//! they pull, keep their local state exactly as it was, and say which check failed.
+
+use sealsync_client::{DeviceState, EnrollOptions, Replica};
+use sealsync_core::CollectionId;
+use sealsync_proto::Message as _;
+
+use crate::kit::{RawDevice, TestServer};
+
+async fn trusted_pair(server: &TestServer) -> (Replica, Replica) {
+    let opts = |n: &str| EnrollOptions {
+        name: n.into(),
+        recovery: None,
+    };
+    let a = Replica::enroll(&server.home("a"), &server.bundle("acme"), opts("a"))
+        .await
+        .expect("a");
+    let mut a = a.replica;
+    let b = Replica::enroll(&server.home("b"), &server.bundle("acme"), opts("b"))
+        .await
+        .expect("b");
+    a.approve(
+        &b.device_id.to_string(),
+        b.approval_code.as_deref().expect("code"),
+    )
+    .await
+    .expect("approve");
+    let mut b = b.replica;
+    b.sync().await.expect("sync");
+    assert_eq!(b.status().expect("status").state, DeviceState::Trusted);
+    (a, b)
+}
+
+fn server_db(server: &TestServer) -> rusqlite::Connection {
+    rusqlite::Connection::open(server.data_dir().join("sealsync.db")).expect("open server db")
+}
+
+/// Snapshot of what a device shows: its root and the records of `notes`.
+fn snapshot(r: &Replica) -> ([u8; 32], Vec<(String, Vec<u8>)>) {
+    (
+        r.state_root().expect("root"),
+        r.list("notes").expect("list"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn altered_stored_batch_is_refused_and_state_kept() {
+    // MS-16, MS-23: the server flips a byte of a stored ciphertext.
+    let server = TestServer::start().await;
+    let (mut a, mut b) = trusted_pair(&server).await;
+    a.put("notes", "k", b"v1").expect("put");
+    a.sync().await.expect("sync");
+    b.sync().await.expect("sync");
+    a.put("notes", "k", b"v2").expect("put");
+    a.sync().await.expect("sync");
+
+    let db = server_db(&server);
+    let (id, bytes): (i64, Vec<u8>) = db
+        .query_row(
+            "SELECT id, bytes FROM batches ORDER BY log_index DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("latest batch");
+    let mut sealed: sealsync_proto::Sealed = sealsync_proto::decode(&bytes).expect("stored Sealed");
+    let last = sealed.ciphertext.len() - 1;
+    sealed.ciphertext[last] ^= 0x80;
+    db.execute(
+        "UPDATE batches SET bytes = ?1 WHERE id = ?2",
+        rusqlite::params![sealed.encode_to_vec(), id],
+    )
+    .expect("tamper");
+
+    let before = snapshot(&b);
+    let report = b.sync().await.expect("sync completes and reports");
+    assert_eq!(
+        report.errors.len(),
+        1,
+        "tampered batch not reported: {report}"
+    );
+    assert_eq!(report.errors[0].check, "signature");
+    assert_eq!(report.errors[0].collection, "notes");
+    assert_eq!(snapshot(&b), before, "a refused batch changed local state");
+    assert_eq!(
+        b.get("notes", "k").expect("get").as_deref(),
+        Some(&b"v1"[..])
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_from_a_device_outside_the_roster_is_refused() {
+    // MS-11, MS-23: the operator admitted a device the users never approved; it writes into
+    // the account's collection, and the server (which cannot tell) stores it.
+    let server = TestServer::start().await;
+    let (mut a, mut b) = trusted_pair(&server).await;
+    a.put("notes", "k", b"genuine").expect("put");
+    a.sync().await.expect("sync");
+    b.sync().await.expect("sync");
+    let cid: Vec<u8> = server_db(&server)
+        .query_row("SELECT cid FROM batches LIMIT 1", [], |r| r.get(0))
+        .expect("cid");
+    let cid = CollectionId(cid.try_into().expect("16 bytes"));
+
+    let mut rogue = RawDevice::enroll(&server, "acme").await;
+    let forged = rogue.next_batch(cid, "k", b"forged by an unapproved device");
+    assert_eq!(
+        rogue.push(&[&forged]).await.0,
+        200,
+        "the server cannot judge roster membership"
+    );
+
+    for device in [&mut a, &mut b] {
+        let before = snapshot(device);
+        let report = device.sync().await.expect("sync completes and reports");
+        assert_eq!(
+            report.errors.len(),
+            1,
+            "injected batch not reported: {report}"
+        );
+        assert_eq!(report.errors[0].check, "author");
+        assert_eq!(
+            report.errors[0].author.as_deref(),
+            Some(rogue.device_id.to_string().as_str())
+        );
+        assert_eq!(snapshot(device), before);
+        assert_eq!(
+            device.get("notes", "k").expect("get").as_deref(),
+            Some(&b"genuine"[..])
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reordered_log_is_refused() {
+    // MS-26: the server serves a device's batches out of order.
+    let server = TestServer::start().await;
+    let (mut a, mut b) = trusted_pair(&server).await;
+    a.put("notes", "one", b"1").expect("put");
+    a.sync().await.expect("sync");
+    a.put("notes", "two", b"2").expect("put");
+    a.sync().await.expect("sync");
+    {
+        let db = server_db(&server);
+        let mut rows: Vec<(i64, i64)> = db
+            .prepare("SELECT id, log_index FROM batches ORDER BY log_index")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert!(rows.len() >= 2);
+        let (x, y) = (rows.remove(0), rows.remove(0));
+        db.execute("UPDATE batches SET log_index = -1 WHERE id = ?1", [x.0])
+            .expect("swap");
+        db.execute(
+            "UPDATE batches SET log_index = ?1 WHERE id = ?2",
+            [x.1, y.0],
+        )
+        .expect("swap");
+        db.execute(
+            "UPDATE batches SET log_index = ?1 WHERE id = ?2",
+            [y.1, x.0],
+        )
+        .expect("swap");
+    }
+    let before = snapshot(&b);
+    let report = b.sync().await.expect("sync completes and reports");
+    assert_eq!(report.errors.len(), 1, "reordering not reported: {report}");
+    assert_eq!(report.errors[0].check, "chain");
+    assert_eq!(snapshot(&b), before);
+    server.stop().await;
+}
