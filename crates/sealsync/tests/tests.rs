@@ -3,6 +3,7 @@
 //! `sealsync` binary itself. No mocked transport anywhere.
 
 mod cli;
+mod crash;
 mod e2e;
 mod kit;
 mod refusals;
