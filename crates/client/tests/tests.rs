@@ -1,0 +1,443 @@
+//! End-to-end tests of `sealsync_client::Replica` against a real `sealsync_server` on
+//! 127.0.0.1 (real TLS 1.3, real SQLite on both sides). Attacks by a breached server are
+//! simulated by rewriting the server's database between syncs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sealsync_client::{ClientError, DeviceState, EnrollOptions, Enrolled, Policy, Replica};
+use sealsync_core::{DeviceId, NewMember, Roster};
+use sealsync_crypto::{KxSecretKey, SigningKey};
+use sealsync_proto::{Message as _, Sealed};
+use tokio::sync::oneshot;
+
+struct TestServer {
+    dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), sealsync_server::ServerError>>>,
+}
+
+impl TestServer {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let data = dir.path().join("server");
+        sealsync_server::init(&data, &format!("https://{addr}")).unwrap();
+        let server = sealsync_server::Server::from_listener(&data, listener)
+            .await
+            .unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        Self {
+            dir,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("server")
+    }
+
+    fn bundle(&self) -> String {
+        sealsync_server::enroll_ticket(&self.data(), "acme", Duration::from_secs(600), None)
+            .unwrap()
+    }
+
+    fn home(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A connection to the server's database, for simulating a breached server.
+    fn db(&self) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(self.data().join("sealsync.db")).unwrap();
+        c.busy_timeout(Duration::from_secs(10)).unwrap();
+        c
+    }
+
+    async fn enroll(&self, name: &str) -> Enrolled {
+        Replica::enroll(
+            &self.home(name),
+            &self.bundle(),
+            EnrollOptions {
+                name: name.into(),
+                recovery: None,
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+/// First device plus an approved second device, both trusted.
+async fn pair(server: &TestServer) -> (Replica, Replica) {
+    let first = server.enroll("first").await;
+    assert_eq!(first.state, DeviceState::Trusted);
+    assert!(first.recovery_secret.is_some());
+    let mut a = first.replica;
+    let second = server.enroll("second").await;
+    assert_eq!(second.state, DeviceState::Pending);
+    let code = second.approval_code.clone().unwrap();
+    let mut b = second.replica;
+    let status = serde_json::to_value(b.status().unwrap()).unwrap();
+    assert_eq!(status["state"], "pending");
+    assert_eq!(status["approval_code"], code.as_str());
+    // A pending device syncs without error and stays pending.
+    b.sync().await.unwrap();
+    assert_eq!(b.status().unwrap().state, DeviceState::Pending);
+    let pending = a.pending_devices().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].device_id, second.device_id.to_string());
+    a.approve(&second.device_id.to_string(), &code)
+        .await
+        .unwrap();
+    let report = b.sync().await.unwrap();
+    assert!(report.became_trusted);
+    assert_eq!(b.status().unwrap().state, DeviceState::Trusted);
+    (a, b)
+}
+
+async fn round(replicas: &mut [&mut Replica]) {
+    for r in replicas.iter_mut() {
+        let report = r.sync().await.unwrap();
+        assert!(report.errors.is_empty(), "{report}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_devices_converge_under_every_policy() {
+    // CF-12, CF-13, CF-14
+    let server = TestServer::start().await;
+    let (mut a, mut b) = pair(&server).await;
+    a.create_collection("people", Policy::Fields).unwrap();
+    a.create_collection("tasks", Policy::Manual).unwrap();
+    round(&mut [&mut a, &mut b]).await;
+    a.put("notes", "n1", b"from a").unwrap();
+    b.put("notes", "n2", b"from b").unwrap();
+    a.put("people", "ada", br#"{"phone":"1"}"#).unwrap();
+    b.put("people", "ada", br#"{"mail":"m"}"#).unwrap();
+    a.put("tasks", "t", b"a's plan").unwrap();
+    b.put("tasks", "t", b"b's plan").unwrap();
+    let big = vec![0x5a; sealsync_client::MAX_VALUE_BYTES];
+    a.put("blobs", "big", &big).unwrap();
+    round(&mut [&mut a, &mut b]).await;
+    round(&mut [&mut a, &mut b]).await;
+    assert_eq!(a.state_root().unwrap(), b.state_root().unwrap());
+    assert_eq!(
+        b.get("notes", "n1").unwrap().as_deref(),
+        Some(&b"from a"[..])
+    );
+    assert_eq!(
+        b.get("blobs", "big").unwrap().as_deref(),
+        Some(big.as_slice())
+    );
+    let merged: serde_json::Value =
+        serde_json::from_slice(&a.get("people", "ada").unwrap().unwrap()).unwrap();
+    assert_eq!(merged, serde_json::json!({"phone":"1","mail":"m"}));
+    assert_eq!(a.conflicts("tasks").unwrap().len(), 1);
+    b.resolve("tasks", "t", b"together").unwrap();
+    round(&mut [&mut b, &mut a]).await;
+    assert!(a.conflicts("tasks").unwrap().is_empty());
+    assert_eq!(
+        a.get("tasks", "t").unwrap().as_deref(),
+        Some(&b"together"[..])
+    );
+    assert_eq!(a.history("tasks", "t").unwrap().len(), 3);
+    assert_eq!(a.state_root().unwrap(), b.state_root().unwrap());
+    let st = a.status().unwrap();
+    assert!(st.collections.iter().all(|c| c.pending_batches == 0));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_descriptor_decides_the_policy() {
+    // Offline creation of one collection on two devices: both adopt the earliest descriptor.
+    let server = TestServer::start().await;
+    let (mut a, mut b) = pair(&server).await;
+    a.create_collection("shared", Policy::Manual).unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    b.put("shared", "k", b"b").unwrap(); // creates it as lww
+    round(&mut [&mut b, &mut a]).await;
+    round(&mut [&mut b]).await;
+    let policy = |r: &Replica| {
+        r.status()
+            .unwrap()
+            .collections
+            .into_iter()
+            .find(|c| c.name == "shared")
+            .unwrap()
+            .policy
+    };
+    assert_eq!(policy(&a), "manual");
+    assert_eq!(policy(&b), "manual");
+    assert_eq!(a.state_root().unwrap(), b.state_root().unwrap());
+    server.stop().await;
+}
+
+fn tamper_last_batch(server: &TestServer, flip: bool) -> Vec<u8> {
+    let db = server.db();
+    let (id, bytes): (i64, Vec<u8>) = db
+        .query_row(
+            "SELECT id, bytes FROM batches ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let mut sealed = Sealed::decode(bytes.as_slice()).unwrap();
+    if flip {
+        let n = sealed.ciphertext.len() - 1;
+        sealed.ciphertext[n] ^= 0x01;
+    }
+    db.execute(
+        "UPDATE batches SET bytes = ?1 WHERE id = ?2",
+        rusqlite::params![sealed.encode_to_vec(), id],
+    )
+    .unwrap();
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn altered_batch_is_refused_whole_and_later_applied_when_intact() {
+    // MS-16, MS-23, CF-06: refused with the failed check named; state and cursor unchanged.
+    let server = TestServer::start().await;
+    let (mut a, mut b) = pair(&server).await;
+    a.put("notes", "x", b"1").unwrap();
+    a.put("notes", "y", b"2").unwrap();
+    a.sync().await.unwrap();
+    let root = b.state_root().unwrap();
+    let original = tamper_last_batch(&server, true);
+    let report = b.sync().await.unwrap();
+    assert_eq!(report.errors.len(), 1, "{report}");
+    assert_eq!(report.errors[0].check, "signature");
+    assert_eq!(report.errors[0].collection, "notes");
+    assert_eq!(
+        report.errors[0].author.as_deref(),
+        Some(a.device_id().to_string().as_str())
+    );
+    assert_eq!(b.get("notes", "x").unwrap(), None);
+    assert_eq!(b.state_root().unwrap(), root);
+    // The server repairs the row: the batch is pulled again from the same cursor.
+    server
+        .db()
+        .execute(
+            "UPDATE batches SET bytes = ?1 WHERE id = (SELECT max(id) FROM batches)",
+            [original],
+        )
+        .unwrap();
+    let report = b.sync().await.unwrap();
+    assert!(report.errors.is_empty(), "{report}");
+    assert_eq!(report.applied_mutations, 2);
+    assert_eq!(a.state_root().unwrap(), b.state_root().unwrap());
+    server.stop().await;
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_acknowledgement_is_repushed_without_duplicates() {
+    // CF-05, NA-08: the same sealed bytes are pushed again and acknowledged as a duplicate.
+    let server = TestServer::start().await;
+    let (mut a, mut b) = pair(&server).await;
+    a.put("notes", "once", b"v").unwrap();
+    let home = a.home().to_path_buf();
+    drop(a);
+    let backup = server.home("backup");
+    copy_dir(&home, &backup);
+    let mut a = Replica::open(&home).unwrap();
+    let report = a.sync().await.unwrap();
+    assert_eq!(report.pushed_batches, 1);
+    drop(a);
+    // "Crash" before the acknowledgement was recorded: restore the earlier files.
+    std::fs::remove_dir_all(&home).unwrap();
+    copy_dir(&backup, &home);
+    let mut a = Replica::open(&home).unwrap();
+    let report = a.sync().await.unwrap();
+    assert!(report.errors.is_empty(), "{report}");
+    let status = a.status().unwrap();
+    assert!(status.collections.iter().all(|c| c.pending_batches == 0));
+    let report = b.sync().await.unwrap();
+    assert_eq!(report.applied_mutations, 1);
+    assert_eq!(b.history("notes", "once").unwrap().len(), 1);
+    assert_eq!(a.state_root().unwrap(), b.state_root().unwrap());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn substituted_keys_make_the_approval_code_mismatch() {
+    // MS-10: the server swaps the pending device's key-exchange key for its own.
+    let server = TestServer::start().await;
+    let mut a = server.enroll("first").await.replica;
+    let second = server.enroll("second").await;
+    let code = second.approval_code.clone().unwrap();
+    let evil = KxSecretKey::generate().public_key().to_bytes().to_vec();
+    server
+        .db()
+        .execute(
+            "UPDATE devices SET kx_pk = ?1 WHERE device_id = ?2",
+            rusqlite::params![evil, second.device_id.0.to_vec()],
+        )
+        .unwrap();
+    let err = a
+        .approve(&second.device_id.to_string(), &code)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Approval(_)), "{err}");
+    assert!(
+        err.to_string().contains("approval code does not match"),
+        "{err}"
+    );
+    let mut b = second.replica;
+    b.sync().await.unwrap();
+    assert_eq!(b.status().unwrap().state, DeviceState::Pending);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roster_entry_injected_by_the_server_is_refused() {
+    // MS-11, MS-12: an ADD signed by a non-member is refused and nothing changes locally.
+    let server = TestServer::start().await;
+    let (mut a, _b) = pair(&server).await;
+    a.put("notes", "k", b"v").unwrap();
+    let root = a.state_root().unwrap();
+    let db = server.db();
+    let entries: Vec<Vec<u8>> = db
+        .prepare("SELECT entry FROM roster WHERE account = 'acme' ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let entries: Vec<_> = entries
+        .iter()
+        .map(|e| sealsync_proto::SignedRosterEntry::decode(e.as_slice()).unwrap())
+        .collect();
+    let roster = Roster::from_entries(&entries, "acme").unwrap();
+    let stranger = SigningKey::generate();
+    let stranger_id = DeviceId(sealsync_crypto::device_id(&stranger.verifying_key()));
+    let kx = KxSecretKey::generate().public_key();
+    let forged = roster.make_add(
+        &stranger,
+        stranger_id,
+        NewMember {
+            device_id: stranger_id,
+            sign_pk: &stranger.verifying_key(),
+            kx_pk: &kx,
+            name: "intruder",
+        },
+        1,
+    );
+    db.execute(
+        "INSERT INTO roster (account, seq, subject, hash, entry) VALUES ('acme', ?1, ?2, ?3, ?4)",
+        rusqlite::params![
+            entries.len() as i64,
+            stranger_id.0.to_vec(),
+            sealsync_core::roster_entry_hash(&forged).to_vec(),
+            forged.encode_to_vec()
+        ],
+    )
+    .unwrap();
+    let err = a.sync().await.unwrap_err();
+    assert!(matches!(err, ClientError::Roster(_)), "{err}");
+    assert_eq!(a.state_root().unwrap(), root);
+    // The same replica reopens with its verified roster intact.
+    let home = a.home().to_path_buf();
+    drop(a);
+    let a = Replica::open(&home).unwrap();
+    assert_eq!(a.status().unwrap().state, DeviceState::Trusted);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_and_bad_bundles() {
+    // MS-09: the recovery secret admits a device; a mangled bundle or pin is refused.
+    let server = TestServer::start().await;
+    let first = server.enroll("first").await;
+    let secret = first.recovery_secret.clone().unwrap().to_string();
+    let mut a = first.replica;
+    a.put("notes", "k", b"v").unwrap();
+    a.sync().await.unwrap();
+    let c = Replica::enroll(
+        &server.home("third"),
+        &server.bundle(),
+        EnrollOptions {
+            name: "third".into(),
+            recovery: Some(secret.to_lowercase()),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.state, DeviceState::Trusted);
+    let mut c = c.replica;
+    c.sync().await.unwrap();
+    assert_eq!(c.get("notes", "k").unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(c.state_root().unwrap(), a.state_root().unwrap());
+
+    let err = Replica::enroll(
+        &server.home("x"),
+        "sealsync-enroll:!!!",
+        EnrollOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ClientError::Bundle(_)), "{err}");
+    // NA-05: a bundle whose pin names another CA is refused at the TLS handshake.
+    use base64::Engine as _;
+    let b64 = server
+        .bundle()
+        .trim_start_matches("sealsync-enroll:")
+        .to_string();
+    let mut bundle = sealsync_proto::EnrollmentBundle::decode(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(b64)
+            .unwrap()
+            .as_slice(),
+    )
+    .unwrap();
+    bundle.ca_pin = vec![0x11; 32];
+    let text = format!(
+        "sealsync-enroll:{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bundle.encode_to_vec())
+    );
+    let err = Replica::enroll(
+        &server.home("y"),
+        &text,
+        EnrollOptions {
+            name: "y".into(),
+            recovery: None,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ClientError::Tls(_)), "{err}");
+    // Enrolling twice into one home is refused.
+    let err = Replica::enroll(
+        &server.home("first"),
+        &server.bundle(),
+        EnrollOptions {
+            name: "again".into(),
+            recovery: None,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ClientError::AlreadyEnrolled(_)), "{err}");
+    server.stop().await;
+}
