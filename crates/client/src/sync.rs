@@ -38,8 +38,19 @@ pub(crate) const PULL_PAGE_BATCHES: u64 = 1000;
 pub(crate) const PUSH_REQUEST_BYTES: usize = 8 * 1024 * 1024;
 
 impl Replica {
-    /// Opens a mutual-TLS connection to the server.
-    pub(crate) async fn connect(&self) -> Result<Connection, ClientError> {
+    /// Opens a mutual-TLS connection to the server. The returned future borrows nothing
+    /// from the replica (so the replica need not be `Sync`).
+    pub(crate) fn connect(
+        &self,
+    ) -> impl Future<Output = Result<Connection, ClientError>> + Send + 'static {
+        let prepared = self.connection_config();
+        async move {
+            let (url, config) = prepared?;
+            Connection::connect(&url, config).await
+        }
+    }
+
+    fn connection_config(&self) -> Result<(ServerUrl, rustls::ClientConfig), ClientError> {
         let url = ServerUrl::parse(&self.server_url)?;
         let ca = self.store.meta_required(meta::CA_DER)?;
         let pin: [u8; 32] = self
@@ -49,8 +60,7 @@ impl Replica {
             .map_err(|_| corrupt("CA pin"))?;
         let cert = self.store.meta_required(meta::CERT_DER)?;
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(self.secrets.tls_key_der.to_vec().into());
-        let config = tls::mtls_config(&ca, &pin, &cert, key)?;
-        Connection::connect(&url, config).await
+        Ok((url, tls::mtls_config(&ca, &pin, &cert, key)?))
     }
 
     fn account_keys(&self) -> Result<&AccountKeys, ClientError> {

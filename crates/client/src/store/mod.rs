@@ -175,6 +175,18 @@ impl Store {
         storage_key: SymmetricKey,
         device: DeviceId,
     ) -> Result<Self, ClientError> {
+        #[cfg(unix)]
+        if !path.exists() {
+            // Create the file 0600 first: SQLite gives its -wal and -shm files the database
+            // file's mode.
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| ClientError::io(format!("cannot create {}", path.display()), e))?;
+        }
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -183,11 +195,6 @@ impl Store {
         conn.pragma_update(None, "cache_size", -32_768)?;
         conn.execute_batch(SCHEMA)?;
         conn.set_prepared_statement_cache_capacity(64);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        }
         let mut store = Self {
             conn,
             storage_key,

@@ -479,3 +479,34 @@ fn forged_and_tampered_batches_are_refused_whole() {
 fn forged_check() -> &'static str {
     sealsync_core::BatchError::UnknownDevice(DeviceId([0; 16])).check()
 }
+
+#[cfg(unix)]
+#[test]
+fn database_files_are_private() {
+    // CD-09: the database and its WAL are readable by the owner only.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = offline_replica(dir.path());
+    r.put("notes", "k", b"v").unwrap();
+    for f in ["replica.db", "replica.db-wal"] {
+        let mode = std::fs::metadata(dir.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+}
+
+/// The sync future can move between threads (e.g. `tokio::spawn`).
+#[allow(dead_code)]
+fn futures_are_send(a: &mut Replica, b: &mut Replica, c: &mut Replica) {
+    fn is_send<T: Send>(_: &T) {}
+    is_send(&a.sync());
+    is_send(&b.approve("", ""));
+    is_send(&c.pending_devices());
+    is_send(&Replica::enroll(
+        std::path::Path::new(""),
+        "",
+        crate::EnrollOptions::default(),
+    ));
+}
