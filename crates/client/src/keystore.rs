@@ -295,6 +295,7 @@ impl FileKeyStore {
             ))
         })?;
         let secrets = DeviceSecrets::decode(&plain)?;
+        // The header holds at least magic (4) + version (1) + device id (16) + mode (1).
         if secrets.device_id().0[..] != header[5..21] {
             return Err(bad());
         }

@@ -151,7 +151,7 @@ impl Replica {
         let manual = coll.policy == Policy::Manual;
         self.store
             .write_local(&coll, &[(key, false, value)], manual)
-            .map(|v| v[0])
+            .map(|v| v[0]) // one item in, one id out
     }
 
     /// Writes many records in one transaction (bulk import); same rules as [`Replica::put`].
@@ -194,7 +194,7 @@ impl Replica {
         let manual = coll.policy == Policy::Manual;
         self.store
             .write_local(&coll, &[(key, true, &[])], manual)
-            .map(|v| v[0])
+            .map(|v| v[0]) // one item in, one id out
     }
 
     /// Live records in key order.
@@ -294,7 +294,7 @@ impl Replica {
         Self::check_write(&coll, key, value)?;
         self.store
             .write_local(&coll, &[(key, false, value)], true)
-            .map(|v| v[0])
+            .map(|v| v[0]) // one item in, one id out
     }
 
     /// Combined state root over the collections that hold records (tombstones included).
