@@ -318,12 +318,11 @@ impl RawDevice {
             .request("POST", "/v1/batches", req.encode_to_vec())
             .await
             .expect("push");
-        if status == 200 {
-            if let Some(last) = batches.last() {
-                if last.header.seq > self.chain.0 {
-                    self.chain = (last.header.seq, last.hash);
-                }
-            }
+        if let Some(last) = batches.last()
+            && status == 200
+            && last.header.seq > self.chain.0
+        {
+            self.chain = (last.header.seq, last.hash);
         }
         (status, body)
     }
