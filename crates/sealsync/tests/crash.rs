@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sealsync_client::{EnrollOptions, Replica};
 
-use crate::kit::{TestServer, files_containing};
+use crate::kit::{TestServer, approved_pair, files_containing};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sealsync");
 
@@ -14,25 +14,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_sealsync");
 async fn killed_syncs_lose_and_duplicate_nothing() {
     // CF-05, CF-11, NA-11: push interrupted at many points, then resumed.
     let server = TestServer::start().await;
-    let opts = |n: &str| EnrollOptions {
-        name: n.into(),
-        recovery: None,
-    };
-    let a = Replica::enroll(&server.home("a"), &server.bundle("acme"), opts("a"))
-        .await
-        .expect("a");
-    let mut a = a.replica;
-    let b = Replica::enroll(&server.home("b"), &server.bundle("acme"), opts("b"))
-        .await
-        .expect("b");
-    a.approve(
-        &b.device_id.to_string(),
-        b.approval_code.as_deref().expect("code"),
-    )
-    .await
-    .expect("approve");
-    let mut b = b.replica;
-    b.sync().await.expect("sync");
+    let (mut a, mut b, _) = approved_pair(&server, "acme").await;
 
     let records: Vec<(String, Vec<u8>)> = (0..6000)
         .map(|i| (format!("rec-{i:05}"), vec![(i % 251) as u8; 1024]))
@@ -41,7 +23,7 @@ async fn killed_syncs_lose_and_duplicate_nothing() {
     let expected_root = a.state_root().expect("root");
     drop(a);
 
-    let home = server.home("a");
+    let home = server.home("first");
     let home = home.to_str().expect("path").to_string();
     for delay_ms in [5u64, 20, 40, 80, 120, 200, 300] {
         let mut child = Command::new(BIN)

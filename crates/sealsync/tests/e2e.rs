@@ -4,58 +4,7 @@
 use sealsync_client::{DeviceState, EnrollOptions, Replica};
 use sealsync_core::Policy;
 
-use crate::kit::{TestServer, files_containing};
-
-fn opts(name: &str) -> EnrollOptions {
-    EnrollOptions {
-        name: name.into(),
-        recovery: None,
-    }
-}
-
-/// The first device of `account` and a second one approved by it, both trusted.
-async fn two_devices(server: &TestServer, account: &str) -> (Replica, Replica, String) {
-    let first = Replica::enroll(
-        &server.home("first"),
-        &server.bundle(account),
-        opts("first"),
-    )
-    .await
-    .expect("enroll first");
-    assert_eq!(first.state, DeviceState::Trusted);
-    let secret = first
-        .recovery_secret
-        .as_ref()
-        .expect("recovery secret for the first device")
-        .to_string();
-    let mut a = first.replica;
-    let second = Replica::enroll(
-        &server.home("second"),
-        &server.bundle(account),
-        opts("second"),
-    )
-    .await
-    .expect("enroll second");
-    assert_eq!(second.state, DeviceState::Pending);
-    let code = second
-        .approval_code
-        .clone()
-        .expect("approval code while pending");
-    let pending = a.pending_devices().await.expect("pending");
-    assert!(
-        pending
-            .iter()
-            .any(|p| p.device_id == second.device_id.to_string()),
-        "second device not listed as pending"
-    );
-    a.approve(&second.device_id.to_string(), &code)
-        .await
-        .expect("approve");
-    let mut b = second.replica;
-    b.sync().await.expect("sync after approval");
-    assert_eq!(b.status().expect("status").state, DeviceState::Trusted);
-    (a, b, secret)
-}
+use crate::kit::{TestServer, approved_pair, files_containing, opts};
 
 async fn sync_round(replicas: &mut [&mut Replica]) {
     for r in replicas.iter_mut() {
@@ -67,7 +16,7 @@ async fn sync_round(replicas: &mut [&mut Replica]) {
 async fn devices_converge_and_server_holds_no_plaintext() {
     // MS-39: canary names, keys and values never reach server storage.
     let server = TestServer::start().await;
-    let (mut a, mut b, _) = two_devices(&server, "acme").await;
+    let (mut a, mut b, _) = approved_pair(&server, "acme").await;
     a.put(
         "canary-collection-x7",
         "canary-key-one",
@@ -137,7 +86,7 @@ async fn devices_converge_and_server_holds_no_plaintext() {
 async fn recovery_secret_admits_a_device_without_approval() {
     // MS-09: only the user's recovery secret (not the server) can add a device this way.
     let server = TestServer::start().await;
-    let (mut a, mut b, secret) = two_devices(&server, "acme").await;
+    let (mut a, mut b, secret) = approved_pair(&server, "acme").await;
     a.put("notes", "hello", b"world").expect("put");
     sync_round(&mut [&mut a, &mut b]).await;
     let c = Replica::enroll(
@@ -166,7 +115,7 @@ async fn recovery_secret_admits_a_device_without_approval() {
 async fn wrong_recovery_secret_is_refused() {
     // MS-09
     let server = TestServer::start().await;
-    let (_a, _b, _secret) = two_devices(&server, "acme").await;
+    let (_a, _b, _secret) = approved_pair(&server, "acme").await;
     let wrong = sealsync_crypto::RecoverySecret::generate()
         .display()
         .to_string();
@@ -225,7 +174,7 @@ async fn wrong_approval_code_is_refused_and_device_stays_pending() {
 async fn merge_policies_converge_across_devices() {
     // CF-13, CF-14
     let server = TestServer::start().await;
-    let (mut a, mut b, _) = two_devices(&server, "acme").await;
+    let (mut a, mut b, _) = approved_pair(&server, "acme").await;
     a.create_collection("contacts", Policy::Fields)
         .expect("create");
     a.create_collection("tasks", Policy::Manual)
@@ -272,7 +221,7 @@ async fn merge_policies_converge_across_devices() {
 async fn edits_survive_reopen_and_work_offline() {
     // CF-01: an acknowledged edit is on disk when put returns.
     let mut server = TestServer::start().await;
-    let (a, _b, _) = two_devices(&server, "acme").await;
+    let (a, _b, _) = approved_pair(&server, "acme").await;
     let home = server.home("first");
     server.halt().await; // no server from here on
     let mut a = a;

@@ -13,6 +13,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use sealsync_client::{DeviceState, EnrollOptions, Replica};
 use sealsync_core::{BatchDraft, CollectionId, DeviceId, Hlc, SealedBatch};
 use sealsync_crypto::{KxSecretKey, SigningKey, SymmetricKey};
 use sealsync_proto::Message as _;
@@ -83,6 +84,62 @@ impl TestServer {
             let _ = task.await;
         }
     }
+}
+
+/// Enrollment options with no recovery secret.
+pub(crate) fn opts(name: &str) -> EnrollOptions {
+    EnrollOptions {
+        name: name.into(),
+        recovery: None,
+    }
+}
+
+/// The first device of `account` ("first") and a second one ("second") approved by it,
+/// both trusted; with the account's recovery secret.
+pub(crate) async fn approved_pair(
+    server: &TestServer,
+    account: &str,
+) -> (Replica, Replica, String) {
+    let first = Replica::enroll(
+        &server.home("first"),
+        &server.bundle(account),
+        opts("first"),
+    )
+    .await
+    .expect("enroll first");
+    assert_eq!(first.state, DeviceState::Trusted);
+    let secret = first
+        .recovery_secret
+        .as_ref()
+        .expect("recovery secret for the first device")
+        .to_string();
+    let mut a = first.replica;
+    let second = Replica::enroll(
+        &server.home("second"),
+        &server.bundle(account),
+        opts("second"),
+    )
+    .await
+    .expect("enroll second");
+    assert_eq!(second.state, DeviceState::Pending);
+    let code = second
+        .approval_code
+        .clone()
+        .expect("approval code while pending");
+    let pending = a.pending_devices().await.expect("pending");
+    assert!(
+        pending
+            .iter()
+            .any(|p| p.device_id == second.device_id.to_string()),
+        "second device not listed as pending"
+    );
+    a.approve(&second.device_id.to_string(), &code)
+        .await
+        .expect("approve");
+    let mut b = second.replica;
+    b.sync().await.expect("sync after approval");
+    assert_eq!(b.status().expect("status").state, DeviceState::Trusted);
+    (a, b, secret)
 }
 
 /// Every file under `dir` that contains `needle`.

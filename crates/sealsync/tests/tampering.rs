@@ -2,33 +2,14 @@
 //! lets an admitted-but-unapproved device inject data, and real devices must refuse what
 //! they pull, keep their local state exactly as it was, and say which check failed.
 
-use sealsync_client::{DeviceState, EnrollOptions, Replica};
+use sealsync_client::Replica;
 use sealsync_core::CollectionId;
 use sealsync_proto::Message as _;
 
-use crate::kit::{RawDevice, TestServer};
+use crate::kit::{RawDevice, TestServer, approved_pair};
 
 async fn trusted_pair(server: &TestServer) -> (Replica, Replica) {
-    let opts = |n: &str| EnrollOptions {
-        name: n.into(),
-        recovery: None,
-    };
-    let a = Replica::enroll(&server.home("a"), &server.bundle("acme"), opts("a"))
-        .await
-        .expect("a");
-    let mut a = a.replica;
-    let b = Replica::enroll(&server.home("b"), &server.bundle("acme"), opts("b"))
-        .await
-        .expect("b");
-    a.approve(
-        &b.device_id.to_string(),
-        b.approval_code.as_deref().expect("code"),
-    )
-    .await
-    .expect("approve");
-    let mut b = b.replica;
-    b.sync().await.expect("sync");
-    assert_eq!(b.status().expect("status").state, DeviceState::Trusted);
+    let (a, b, _) = approved_pair(server, "acme").await;
     (a, b)
 }
 
