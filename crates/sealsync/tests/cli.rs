@@ -302,3 +302,71 @@ fn errors_are_one_line_with_nonzero_exit() {
         2,
     );
 }
+
+fn with_passphrase(args: &[&str], passphrase: Option<&str>) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("SEALSYNC_PASSPHRASE");
+    if let Some(p) = passphrase {
+        cmd.env("SEALSYNC_PASSPHRASE", p);
+    }
+    cmd.output().expect("run sealsync")
+}
+
+#[test]
+fn passphrase_protects_the_key_store() {
+    // CD-09: with a passphrase, the device directory alone opens nothing.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_server, _port) = start_server(tmp.path());
+    let data = tmp.path().join("srv");
+    let data = data.to_str().expect("path");
+    let home = tmp.path().join("dev");
+    let home_s = home.to_str().expect("path");
+    let pass = Some("correct horse battery staple");
+
+    let bundle = ok(&["admin", "--data", data, "enroll", "--account", "pp"]);
+    let out = with_passphrase(
+        &[
+            "device",
+            "--home",
+            home_s,
+            "enroll",
+            bundle.trim(),
+            "--name",
+            "d",
+        ],
+        pass,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !home.join("keystore.key").exists(),
+        "a key file defeats the passphrase"
+    );
+    let out = with_passphrase(
+        &["device", "--home", home_s, "put", "notes", "k", "v"],
+        pass,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    for wrong in [None, Some("wrong passphrase")] {
+        let out = with_passphrase(&["device", "--home", home_s, "get", "notes", "k"], wrong);
+        assert_eq!(out.status.code(), Some(2), "opened with {wrong:?}");
+        let err = String::from_utf8(out.stderr).expect("utf8");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
+        assert!(
+            err.to_lowercase().contains("passphrase"),
+            "error should name the passphrase: {err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    let out = with_passphrase(&["device", "--home", home_s, "get", "notes", "k"], pass);
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"v");
+}
