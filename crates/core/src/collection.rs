@@ -200,6 +200,7 @@ mod tests {
 
     use super::*;
     use crate::roster::GenesisParams;
+    use crate::testkit::resign_header;
 
     fn setup() -> (SigningKey, DeviceId, Roster, AccountKeys) {
         let sign = SigningKey::generate();
@@ -253,17 +254,14 @@ mod tests {
         );
 
         // MS-17: a member re-signs the descriptor under another collection id.
-        let mut h: CollectionHeader = sealsync_proto::decode(&sealed.header).unwrap();
-        h.collection_id = keys.collection_id("acct", "other").0.to_vec();
-        let header = sealsync_proto::encode(&h);
-        let signature = sign
-            .sign(SigContext::Collection, &header, &sealed.ciphertext)
-            .to_vec();
-        let t = Sealed {
-            header,
-            ciphertext: sealed.ciphertext.clone(),
-            signature,
-        };
+        let t = resign_header(
+            &sealed,
+            SigContext::Collection,
+            &sign,
+            |h: &mut CollectionHeader| {
+                h.collection_id = keys.collection_id("acct", "other").0.to_vec();
+            },
+        );
         assert_eq!(
             open_descriptor(&t, &roster, &keys, "acct").unwrap_err(),
             CollectionError::Commitment
@@ -281,17 +279,14 @@ mod tests {
             open_descriptor(&sealed, &roster, &keys, "bcct").unwrap_err(),
             CollectionError::WrongAccount
         );
-        let mut h: CollectionHeader = sealsync_proto::decode(&sealed.header).unwrap();
-        h.key_epoch = 9;
-        let header = sealsync_proto::encode(&h);
-        let signature = sign
-            .sign(SigContext::Collection, &header, &sealed.ciphertext)
-            .to_vec();
-        let t = Sealed {
-            header,
-            ciphertext: sealed.ciphertext.clone(),
-            signature,
-        };
+        let t = resign_header(
+            &sealed,
+            SigContext::Collection,
+            &sign,
+            |h: &mut CollectionHeader| {
+                h.key_epoch = 9;
+            },
+        );
         assert_eq!(
             open_descriptor(&t, &roster, &keys, "acct").unwrap_err(),
             CollectionError::UnknownEpoch(9)

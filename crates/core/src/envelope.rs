@@ -158,22 +158,7 @@ mod tests {
 
     use super::*;
     use crate::roster::{GenesisParams, NewMember};
-
-    struct Dev {
-        sign: SigningKey,
-        kx: KxSecretKey,
-        id: DeviceId,
-    }
-
-    fn dev() -> Dev {
-        let sign = SigningKey::generate();
-        let id = DeviceId(device_id(&sign.verifying_key()));
-        Dev {
-            sign,
-            kx: KxSecretKey::generate(),
-            id,
-        }
-    }
+    use crate::testkit::{Dev, dev, resign_header};
 
     fn roster_of(first: &Dev, others: &[&Dev]) -> Roster {
         let rk = SigningKey::generate();
@@ -202,20 +187,31 @@ mod tests {
         r
     }
 
+    /// `keys` sealed by `from` to the roster member `to`, naming `head` as the roster head.
+    fn seal_to(
+        from: &Dev,
+        to: &Dev,
+        roster: &Roster,
+        head: [u8; 32],
+        keys: &AccountKeys,
+    ) -> Sealed {
+        seal_envelope(
+            &from.sign,
+            from.id,
+            roster.member(&to.id).unwrap(),
+            "acct",
+            head,
+            keys,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn round_trip() {
         let (a, b) = (dev(), dev());
         let roster = roster_of(&a, &[&b]);
         let keys = AccountKeys::generate();
-        let env = seal_envelope(
-            &a.sign,
-            a.id,
-            roster.member(&b.id).unwrap(),
-            "acct",
-            roster.head_hash(),
-            &keys,
-        )
-        .unwrap();
+        let env = seal_to(&a, &b, &roster, roster.head_hash(), &keys);
         assert_eq!(envelope_recipient(&env).unwrap(), b.id);
         let got = open_envelope(&env, b.id, &b.kx, &roster).unwrap();
         assert_eq!(got.encode(), keys.encode());
@@ -227,15 +223,7 @@ mod tests {
         let (a, b, evil) = (dev(), dev(), dev());
         let roster = roster_of(&a, &[&b]);
         let keys = AccountKeys::generate();
-        let env = seal_envelope(
-            &evil.sign,
-            evil.id,
-            roster.member(&b.id).unwrap(),
-            "acct",
-            [0; 32],
-            &keys,
-        )
-        .unwrap();
+        let env = seal_to(&evil, &b, &roster, [0; 32], &keys);
         assert_eq!(
             open_envelope(&env, b.id, &b.kx, &roster).unwrap_err(),
             EnvelopeError::NotMember(evil.id)
@@ -248,15 +236,7 @@ mod tests {
         let (a, b, c) = (dev(), dev(), dev());
         let roster = roster_of(&a, &[&b, &c]);
         let keys = AccountKeys::generate();
-        let env = seal_envelope(
-            &a.sign,
-            a.id,
-            roster.member(&b.id).unwrap(),
-            "acct",
-            [0; 32],
-            &keys,
-        )
-        .unwrap();
+        let env = seal_to(&a, &b, &roster, [0; 32], &keys);
         assert_eq!(
             open_envelope(&env, c.id, &c.kx, &roster).unwrap_err(),
             EnvelopeError::WrongRecipient
@@ -274,15 +254,7 @@ mod tests {
         let (a, b) = (dev(), dev());
         let roster = roster_of(&a, &[&b]);
         let keys = AccountKeys::generate();
-        let env = seal_envelope(
-            &a.sign,
-            a.id,
-            roster.member(&b.id).unwrap(),
-            "acct",
-            [0; 32],
-            &keys,
-        )
-        .unwrap();
+        let env = seal_to(&a, &b, &roster, [0; 32], &keys);
 
         let mut t = env.clone();
         t.ciphertext[0] ^= 1;
@@ -293,15 +265,7 @@ mod tests {
 
         // The server re-seals its own keys to b under a's header: signature breaks.
         let server_keys = AccountKeys::generate();
-        let forged = seal_envelope(
-            &b.sign,
-            b.id,
-            roster.member(&b.id).unwrap(),
-            "acct",
-            [0; 32],
-            &server_keys,
-        )
-        .unwrap();
+        let forged = seal_to(&b, &b, &roster, [0; 32], &server_keys);
         let mut t = env.clone();
         t.ciphertext = forged.ciphertext;
         assert_eq!(
@@ -317,18 +281,14 @@ mod tests {
         );
 
         // A header altered and re-signed by a member (e.g. epoch changed): HPKE open fails.
-        let mut h: EnvelopeHeader = sealsync_proto::decode(&env.header).unwrap();
-        h.roster_head = vec![9; 32];
-        let header = sealsync_proto::encode(&h);
-        let signature = a
-            .sign
-            .sign(SigContext::Envelope, &header, &env.ciphertext)
-            .to_vec();
-        let t = Sealed {
-            header,
-            ciphertext: env.ciphertext.clone(),
-            signature,
-        };
+        let t = resign_header(
+            &env,
+            SigContext::Envelope,
+            &a.sign,
+            |h: &mut EnvelopeHeader| {
+                h.roster_head = vec![9; 32];
+            },
+        );
         assert_eq!(
             open_envelope(&t, b.id, &b.kx, &roster).unwrap_err(),
             EnvelopeError::Decrypt

@@ -137,19 +137,13 @@ fn subject(b: &RosterEntryBody) -> Result<RosterMember, RosterError> {
     })
 }
 
-fn member_body(
-    seq: u64,
-    prev: [u8; 32],
-    m: &NewMember<'_>,
-    account: &str,
-    epoch: u32,
-    now_ms: u64,
-) -> RosterEntryBody {
+/// The unsigned `ADD` body for `m` as the next entry of `roster`, naming no signer.
+fn member_body(roster: &Roster, m: &NewMember<'_>, now_ms: u64) -> RosterEntryBody {
     RosterEntryBody {
         suite: SUITE_V1,
-        account: account.to_owned(),
-        seq,
-        prev_hash: prev.to_vec(),
+        account: roster.account.clone(),
+        seq: roster.len(),
+        prev_hash: roster.head_hash().to_vec(),
         op: RosterOp::Add as i32,
         subject_device_id: m.device_id.0.to_vec(),
         subject_sign_pk: m.sign_pk.to_bytes().to_vec(),
@@ -159,7 +153,7 @@ fn member_body(
         recovery_pk: Vec::new(),
         recovery_salt: Vec::new(),
         recovery_kdf: None,
-        epoch,
+        epoch: roster.epoch,
         created_ms: now_ms,
     }
 }
@@ -325,14 +319,7 @@ impl Roster {
         m: NewMember<'_>,
         now_ms: u64,
     ) -> SignedRosterEntry {
-        let mut body = member_body(
-            self.len(),
-            self.head_hash(),
-            &m,
-            &self.account,
-            self.epoch,
-            now_ms,
-        );
+        let mut body = member_body(self, &m, now_ms);
         body.signer_device_id = signer_id.0.to_vec();
         sign_entry(signer, &body)
     }
@@ -344,15 +331,7 @@ impl Roster {
         m: NewMember<'_>,
         now_ms: u64,
     ) -> SignedRosterEntry {
-        let body = member_body(
-            self.len(),
-            self.head_hash(),
-            &m,
-            &self.account,
-            self.epoch,
-            now_ms,
-        );
-        sign_entry(recovery, &body)
+        sign_entry(recovery, &member_body(self, &m, now_ms))
     }
 
     /// The member with this id.

@@ -1,5 +1,6 @@
 //! Test-only in-memory model of devices and replicas, using the real sealing and
-//! verification path.
+//! verification path, and small fixtures shared by the unit tests (a random device, a
+//! re-signed header).
 //!
 //! Devices each have an [`HlcClock`], a local replica and an outbox; they write offline,
 //! seal REAL batches (`seal_batch` with real keys) and apply them locally. Replicas receive
@@ -10,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use sealsync_crypto::{SigningKey, VerifyingKey, device_id};
+use sealsync_crypto::{KxSecretKey, SigContext, SigningKey, VerifyingKey, device_id};
 use sealsync_proto::{Mutation, Sealed};
 
 use crate::batch::{
@@ -45,6 +46,45 @@ pub(crate) fn device_key(i: usize) -> SigningKey {
 /// The device id of a signing key.
 pub(crate) fn id_of(k: &SigningKey) -> DeviceId {
     DeviceId(device_id(&k.verifying_key()))
+}
+
+/// A test device with random keys.
+pub(crate) struct Dev {
+    /// Its signing key.
+    pub(crate) sign: SigningKey,
+    /// Its key-exchange secret key.
+    pub(crate) kx: KxSecretKey,
+    /// Its device id (from `sign`).
+    pub(crate) id: DeviceId,
+}
+
+/// A fresh device with random keys.
+pub(crate) fn dev() -> Dev {
+    let sign = SigningKey::generate();
+    Dev {
+        id: id_of(&sign),
+        sign,
+        kx: KxSecretKey::generate(),
+    }
+}
+
+/// `sealed` with its header (decoded as `H`) edited by `edit` and signed again by `signer`
+/// in context `ctx` over the same ciphertext, as a holder of a member's key would forge it.
+pub(crate) fn resign_header<H: prost::Message + Default>(
+    sealed: &Sealed,
+    ctx: SigContext,
+    signer: &SigningKey,
+    edit: impl FnOnce(&mut H),
+) -> Sealed {
+    let mut h: H = sealsync_proto::decode(&sealed.header).unwrap();
+    edit(&mut h);
+    let header = sealsync_proto::encode(&h);
+    let signature = signer.sign(ctx, &header, &sealed.ciphertext).to_vec();
+    Sealed {
+        header,
+        ciphertext: sealed.ciphertext.clone(),
+        signature,
+    }
 }
 
 /// What happened to a received batch.

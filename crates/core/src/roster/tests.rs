@@ -1,25 +1,10 @@
 //! Roster tests: genesis, member and recovery additions, forged entries (MS-11), substituted
 //! genesis (MS-10), forks (MS-12), KDF floor (MS-06).
 
-use sealsync_crypto::{KdfParams, KxSecretKey, approval_code};
+use sealsync_crypto::{KdfParams, approval_code};
 
 use super::*;
-
-struct Dev {
-    sign: SigningKey,
-    kx: KxSecretKey,
-    id: DeviceId,
-}
-
-fn dev() -> Dev {
-    let sign = SigningKey::generate();
-    let id = DeviceId(device_id(&sign.verifying_key()));
-    Dev {
-        sign,
-        kx: KxSecretKey::generate(),
-        id,
-    }
-}
+use crate::testkit::{Dev, dev};
 
 fn genesis_with(
     first: &Dev,

@@ -13,7 +13,7 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use http::HeaderMap;
 use sealsync_core::{DeviceId, Roster, envelope_recipient, roster_entry_hash};
-use sealsync_crypto::{SUITE_V1, SigContext, VerifyingKey};
+use sealsync_crypto::SigContext;
 use sealsync_proto::{
     EnvelopeHeader, PendingDevice, PendingDevicesResponse, RecoveryBlob, RecoveryHeader,
     RosterEntryBody, RosterResponse, Sealed, SealedList, SignedRosterEntry, StatusResponse,
@@ -21,17 +21,12 @@ use sealsync_proto::{
 
 use super::enroll::decode_entries;
 use super::{
-    ApiError, AppState, Caller, Member, SMALL_BODY_LIMIT, decode, proto, query_pairs, query_u64,
-    read_body,
+    ApiError, AppState, Caller, Member, SMALL_BODY_LIMIT, check_suite_and_account, decode, proto,
+    query_pairs, query_u64, read_body, read_small, sealed_list, verify_caller_signed,
 };
 use crate::datadir::now_ms;
 use crate::pki::sha256;
 use crate::store::{NewEnvelope, RosterRow};
-
-fn caller_key(device: &crate::store::DeviceRecord) -> Result<VerifyingKey, ApiError> {
-    VerifyingKey::from_bytes(&device.sign_pk)
-        .map_err(|_| ApiError::internal("stored signing key is invalid"))
-}
 
 fn device_id_field(bytes: &[u8]) -> Result<DeviceId, ApiError> {
     DeviceId::from_slice(bytes)
@@ -194,29 +189,20 @@ pub(super) async fn post_envelope(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(&headers, body, SMALL_BODY_LIMIT).await?;
-    let sealed: Sealed = decode(&bytes, SMALL_BODY_LIMIT, "envelope")?;
+    let sealed: Sealed = read_small(&headers, body, "envelope").await?;
     let recipient = envelope_recipient(&sealed)
         .map_err(|_| ApiError::bad_request("envelope header malformed"))?;
     let header: EnvelopeHeader = decode(&sealed.header, SMALL_BODY_LIMIT, "envelope header")?;
-    if header.suite != SUITE_V1 {
-        return Err(ApiError::bad_request("envelope suite unknown"));
-    }
-    if header.account != me.account {
-        return Err(ApiError::forbidden("envelope for another account"));
-    }
+    check_suite_and_account(&me, header.suite, &header.account, "envelope")?;
     // CD-07: the sender is the caller, proven by its enrolled key.
-    if header.sender_device_id.as_slice() != me.device_id.0.as_slice() {
-        return Err(ApiError::forbidden("envelope sender is not the caller"));
-    }
-    caller_key(&me)?
-        .verify(
-            SigContext::Envelope,
-            &sealed.header,
-            &sealed.ciphertext,
-            &sealed.signature,
-        )
-        .map_err(|_| ApiError::bad_request("envelope signature invalid"))?;
+    verify_caller_signed(
+        &me,
+        &header.sender_device_id,
+        SigContext::Envelope,
+        &sealed,
+        "envelope",
+        "sender",
+    )?;
     // BI-16: only to a device of the same account.
     match state.store.device(recipient).await? {
         Some(d) if d.account == me.account => {}
@@ -246,14 +232,7 @@ pub(super) async fn get_envelopes(
     Caller(me): Caller,
 ) -> Result<Response, ApiError> {
     let rows = state.store.envelopes_for(me.account, me.device_id).await?;
-    let items = rows
-        .iter()
-        .map(|b| {
-            sealsync_proto::decode::<Sealed>(b)
-                .map_err(|_| ApiError::internal("stored envelope does not decode"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(proto(&SealedList { items }))
+    sealed_list(&rows, "envelope")
 }
 
 pub(super) async fn put_recovery(
@@ -262,15 +241,9 @@ pub(super) async fn put_recovery(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(&headers, body, SMALL_BODY_LIMIT).await?;
-    let blob: RecoveryBlob = decode(&bytes, SMALL_BODY_LIMIT, "recovery blob")?;
+    let blob: RecoveryBlob = read_small(&headers, body, "recovery blob").await?;
     let header: RecoveryHeader = decode(&blob.header, SMALL_BODY_LIMIT, "recovery header")?;
-    if header.suite != SUITE_V1 {
-        return Err(ApiError::bad_request("recovery blob suite unknown"));
-    }
-    if header.account != me.account {
-        return Err(ApiError::forbidden("recovery blob for another account"));
-    }
+    check_suite_and_account(&me, header.suite, &header.account, "recovery blob")?;
     let genesis = state.store.roster(me.account.clone(), 0).await?;
     match genesis.first() {
         Some(g) if g.hash.as_slice() == header.genesis_hash.as_slice() => {}

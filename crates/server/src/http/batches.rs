@@ -15,14 +15,15 @@ use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 use sealsync_core::{
     BatchError, ChainCheck, CollectionId, Hlc, descriptor_collection_id, verify_batch, within_drift,
 };
-use sealsync_crypto::{SUITE_V1, SigContext, VerifyingKey};
+use sealsync_crypto::SigContext;
 use sealsync_proto::{
     CollectionHeader, MAX_MESSAGE_BYTES, PushRequest, PushResponse, PushResult, Sealed, SealedList,
 };
 
 use super::{
-    ApiError, AppState, Caller, SMALL_BODY_LIMIT, decode, proto, query_pairs, query_u64, raw_proto,
-    read_body,
+    ApiError, AppState, Caller, SMALL_BODY_LIMIT, caller_key, check_suite_and_account, decode,
+    proto, query_pairs, query_u64, raw_proto, read_body, read_small, sealed_list,
+    verify_caller_signed,
 };
 use crate::datadir::now_ms;
 use crate::pki::sha256;
@@ -35,40 +36,26 @@ const PUSH_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Batch bytes in one pull page, past its first entry.
 pub(crate) const MAX_PULL_BYTES: usize = 8 * 1024 * 1024;
 
-fn caller_key(device: &crate::store::DeviceRecord) -> Result<VerifyingKey, ApiError> {
-    VerifyingKey::from_bytes(&device.sign_pk)
-        .map_err(|_| ApiError::internal("stored signing key is invalid"))
-}
-
 pub(super) async fn post_collection(
     State(state): State<AppState>,
     Caller(me): Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(&headers, body, SMALL_BODY_LIMIT).await?;
-    let sealed: Sealed = decode(&bytes, SMALL_BODY_LIMIT, "descriptor")?;
+    let sealed: Sealed = read_small(&headers, body, "descriptor").await?;
     let collection = descriptor_collection_id(&sealed)
         .map_err(|_| ApiError::bad_request("descriptor header malformed"))?;
     let header: CollectionHeader = decode(&sealed.header, SMALL_BODY_LIMIT, "descriptor header")?;
-    if header.suite != SUITE_V1 {
-        return Err(ApiError::bad_request("descriptor suite unknown"));
-    }
-    if header.account != me.account {
-        return Err(ApiError::forbidden("descriptor for another account"));
-    }
+    check_suite_and_account(&me, header.suite, &header.account, "descriptor")?;
     // CD-07: the author is the caller, proven by its enrolled key.
-    if header.device_id.as_slice() != me.device_id.0.as_slice() {
-        return Err(ApiError::forbidden("descriptor author is not the caller"));
-    }
-    caller_key(&me)?
-        .verify(
-            SigContext::Collection,
-            &sealed.header,
-            &sealed.ciphertext,
-            &sealed.signature,
-        )
-        .map_err(|_| ApiError::bad_request("descriptor signature invalid"))?;
+    verify_caller_signed(
+        &me,
+        &header.device_id,
+        SigContext::Collection,
+        &sealed,
+        "descriptor",
+        "author",
+    )?;
     let sealed_bytes = sealsync_proto::encode(&sealed);
     state
         .store
@@ -89,14 +76,7 @@ pub(super) async fn get_collections(
     Caller(me): Caller,
 ) -> Result<Response, ApiError> {
     let rows = state.store.collections(me.account).await?;
-    let items = rows
-        .iter()
-        .map(|b| {
-            sealsync_proto::decode::<Sealed>(b)
-                .map_err(|_| ApiError::internal("stored descriptor does not decode"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(proto(&SealedList { items }))
+    sealed_list(&rows, "descriptor")
 }
 
 /// Verifies every batch of a push request (CPU work, run on a blocking thread).

@@ -14,7 +14,7 @@ use sealsync_core::DeviceId;
 use sealsync_crypto::{KxPublicKey, VerifyingKey};
 use sealsync_proto::{EnrollRequest, EnrollResponse, SignedRosterEntry};
 
-use super::{ApiError, AppState, SMALL_BODY_LIMIT, decode, proto, read_body};
+use super::{ApiError, AppState, proto, read_small};
 use crate::datadir::now_ms;
 use crate::pki::sha256;
 use crate::store::NewDevice;
@@ -44,8 +44,7 @@ pub(super) async fn enroll(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(&headers, body, SMALL_BODY_LIMIT).await?;
-    let req: EnrollRequest = decode(&bytes, SMALL_BODY_LIMIT, "enroll request")?;
+    let req: EnrollRequest = read_small(&headers, body, "enroll request").await?;
     if req.ticket.len() != 32 {
         // BI-13: same answer as an unknown ticket.
         return Err(ApiError::unauthorized(

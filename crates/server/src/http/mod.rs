@@ -25,6 +25,8 @@ use http::request::Parts;
 use http::{HeaderMap, header};
 use http_body_util::BodyExt as _;
 use sealsync_core::DeviceId;
+use sealsync_crypto::{SUITE_V1, SigContext, VerifyingKey};
+use sealsync_proto::{Sealed, SealedList};
 use subtle::ConstantTimeEq as _;
 
 pub(crate) use error::ApiError;
@@ -176,6 +178,74 @@ pub(crate) fn decode<M: prost::Message + Default>(
             ApiError::bad_request(format!("malformed {what}"))
         }
     })
+}
+
+/// Reads a body of at most [`SMALL_BODY_LIMIT`] bytes and decodes it (`what` names it in
+/// refusals).
+pub(crate) async fn read_small<M: prost::Message + Default>(
+    headers: &HeaderMap,
+    body: Body,
+    what: &'static str,
+) -> Result<M, ApiError> {
+    let bytes = read_body(headers, body, SMALL_BODY_LIMIT).await?;
+    decode(&bytes, SMALL_BODY_LIMIT, what)
+}
+
+/// The caller's enrolled signing key.
+pub(crate) fn caller_key(device: &DeviceRecord) -> Result<VerifyingKey, ApiError> {
+    VerifyingKey::from_bytes(&device.sign_pk)
+        .map_err(|_| ApiError::internal("stored signing key is invalid"))
+}
+
+/// Checks the suite and account named in the header of a posted object (`what` names it
+/// in refusals): an unknown suite is a 400, another account than the caller's a 403.
+pub(crate) fn check_suite_and_account(
+    me: &DeviceRecord,
+    suite: u32,
+    account: &str,
+    what: &'static str,
+) -> Result<(), ApiError> {
+    if suite != SUITE_V1 {
+        return Err(ApiError::bad_request(format!("{what} suite unknown")));
+    }
+    if account != me.account {
+        return Err(ApiError::forbidden(format!("{what} for another account")));
+    }
+    Ok(())
+}
+
+/// CD-07: a sealed object is stored only as posted by its author. The `author` its header
+/// names must be the caller (else 403, "`what` `role` is not the caller"), and the signature
+/// must verify under the caller's enrolled key in context `ctx` (else 400).
+pub(crate) fn verify_caller_signed(
+    me: &DeviceRecord,
+    author: &[u8],
+    ctx: SigContext,
+    sealed: &Sealed,
+    what: &'static str,
+    role: &'static str,
+) -> Result<(), ApiError> {
+    if author != me.device_id.0.as_slice() {
+        return Err(ApiError::forbidden(format!(
+            "{what} {role} is not the caller"
+        )));
+    }
+    caller_key(me)?
+        .verify(ctx, &sealed.header, &sealed.ciphertext, &sealed.signature)
+        .map_err(|_| ApiError::bad_request(format!("{what} signature invalid")))
+}
+
+/// A `SealedList` response of stored encoded `Sealed` objects (`what` names them if one
+/// does not decode).
+pub(crate) fn sealed_list(rows: &[Vec<u8>], what: &'static str) -> Result<Response, ApiError> {
+    let items = rows
+        .iter()
+        .map(|b| {
+            sealsync_proto::decode::<Sealed>(b)
+                .map_err(|_| ApiError::internal(format!("stored {what} does not decode")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(proto(&SealedList { items }))
 }
 
 /// A 200 response with a protobuf body.
