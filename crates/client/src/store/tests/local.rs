@@ -1,0 +1,145 @@
+//! Local operations without a server: put, get, delete, list, history and status, input
+//! limits, durability across reopen, and the database at rest (encrypted values, private
+//! files).
+
+use sealsync_core::Policy;
+
+use crate::testutil::offline_replica;
+use crate::{ClientError, Replica};
+
+#[test]
+fn put_get_delete_list_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = offline_replica(dir.path());
+    assert_eq!(r.get("notes", "a").unwrap(), None);
+    let v1 = r.put("notes", "a", b"one").unwrap();
+    let v2 = r.put("notes", "a", b"two").unwrap();
+    assert!(v2 > v1);
+    r.put("notes", "b", b"bee").unwrap();
+    assert_eq!(r.get("notes", "a").unwrap().as_deref(), Some(&b"two"[..]));
+    assert_eq!(
+        r.list("notes").unwrap(),
+        vec![
+            ("a".to_string(), b"two".to_vec()),
+            ("b".to_string(), b"bee".to_vec())
+        ]
+    );
+    r.delete("notes", "a").unwrap();
+    assert_eq!(r.get("notes", "a").unwrap(), None);
+    assert!(matches!(
+        r.delete("notes", "a"),
+        Err(ClientError::NotFound { .. })
+    ));
+    assert!(matches!(
+        r.delete("notes", "zzz"),
+        Err(ClientError::NotFound { .. })
+    ));
+    assert!(matches!(
+        r.delete("nope", "a"),
+        Err(ClientError::NotFound { .. })
+    ));
+    assert_eq!(r.list("notes").unwrap().len(), 1);
+    let h = r.history("notes", "a").unwrap();
+    assert_eq!(h.len(), 3);
+    assert_eq!(h[0].value, b"one");
+    assert!(h[2].deleted);
+    assert!(h[2].explanation.starts_with("won"), "{}", h[2].explanation);
+    assert!(!h[0].synced);
+    assert!(r.history("notes", "never").unwrap().is_empty());
+    let st = r.status().unwrap();
+    assert_eq!(st.collections[0].records, 1);
+    assert_eq!(st.collections[0].pending_batches, 1);
+    let json = serde_json::to_value(&st).unwrap();
+    assert_eq!(json["state"], "trusted");
+    assert!(json.get("approval_code").is_none());
+    for f in ["device_id", "account", "name", "server_url", "collections"] {
+        assert!(json.get(f).is_some(), "{f}");
+    }
+}
+
+#[test]
+fn input_limits_and_fields_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = offline_replica(dir.path());
+    let long_key = "k".repeat(crate::MAX_KEY_BYTES + 1);
+    assert!(matches!(
+        r.put("c", &long_key, b"x"),
+        Err(ClientError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        r.put("c", "", b"x"),
+        Err(ClientError::InvalidInput(_))
+    ));
+    let big = vec![0u8; crate::MAX_VALUE_BYTES + 1];
+    assert!(matches!(
+        r.put("c", "k", &big),
+        Err(ClientError::InvalidInput(_))
+    ));
+    r.put("c", &"k".repeat(crate::MAX_KEY_BYTES), &big[1..])
+        .unwrap();
+    r.create_collection("people", Policy::Fields).unwrap();
+    let err = r.put("people", "ada", b"[1,2]").unwrap_err();
+    assert!(err.to_string().contains("JSON objects"), "{err}");
+    r.put("people", "ada", br#"{"a":1}"#).unwrap();
+    // Policy changes are refused once data exists.
+    assert!(r.create_collection("people", Policy::Manual).is_err());
+    r.create_collection("people", Policy::Fields).unwrap();
+    assert!(r.create_collection("bad\nname", Policy::Lww).is_err());
+}
+
+#[test]
+fn edits_survive_reopen() {
+    // CF-01: put returns only after its transaction committed.
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = offline_replica(dir.path());
+    let root;
+    {
+        r.put("notes", "a", b"one").unwrap();
+        r.put("notes", "b", b"two").unwrap();
+        r.delete("notes", "b").unwrap();
+        root = r.state_root().unwrap();
+    }
+    let last = r.store.clock.last();
+    drop(r);
+    let mut r = Replica::open(dir.path()).unwrap();
+    assert_eq!(r.get("notes", "a").unwrap().as_deref(), Some(&b"one"[..]));
+    assert_eq!(r.get("notes", "b").unwrap(), None);
+    assert_eq!(r.state_root().unwrap(), root);
+    // The clock continues above every version issued before the restart.
+    let v = r.put("notes", "c", b"three").unwrap();
+    assert!(v.hlc() > last);
+}
+
+#[test]
+fn values_are_encrypted_at_rest() {
+    // CD-09: the database file alone does not reveal values.
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = offline_replica(dir.path());
+    r.put("notes", "k", b"canary-plaintext-value").unwrap();
+    drop(r);
+    for f in ["replica.db", "replica.db-wal"] {
+        if let Ok(bytes) = std::fs::read(dir.path().join(f)) {
+            assert!(
+                !bytes.windows(22).any(|w| w == b"canary-plaintext-value"),
+                "{f}"
+            );
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn database_files_are_private() {
+    // CD-09: the database and its WAL are readable by the owner only.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = offline_replica(dir.path());
+    r.put("notes", "k", b"v").unwrap();
+    for f in ["replica.db", "replica.db-wal"] {
+        let mode = std::fs::metadata(dir.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+}
