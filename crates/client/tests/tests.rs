@@ -1,6 +1,7 @@
 //! End-to-end tests of `sealsync_client::Replica` against a real `sealsync_server` on
 //! 127.0.0.1 (real TLS 1.3, real SQLite on both sides). Attacks by a breached server are
 //! simulated by rewriting the server's database between syncs.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

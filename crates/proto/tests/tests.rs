@@ -1,6 +1,7 @@
 //! Integration tests of the wire schema: encode/decode round trips for the main messages,
 //! and the bounded decoder's behaviour on garbage, oversize and deeply nested input
 //! (BI-01, BI-03, BI-04). One test binary for the crate.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use proptest::prelude::*;
 use sealsync_proto::{

@@ -1,6 +1,7 @@
 //! End-to-end tests of Sealsync: a real server on loopback (TLS 1.3, mutual TLS, SQLite
 //! files in a temporary directory) driven by real devices, raw protocol clients and the
 //! `sealsync` binary itself. No mocked transport anywhere.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod cli;
 mod crash;
