@@ -65,6 +65,8 @@ impl Drop for CountingProxy {
 }
 
 async fn relay(inbound: TcpStream, outbound: TcpStream, counters: Arc<Counters>) {
+    let _ = inbound.set_nodelay(true);
+    let _ = outbound.set_nodelay(true);
     let (mut ir, mut iw) = inbound.into_split();
     let (mut or, mut ow) = outbound.into_split();
     let up = Arc::clone(&counters);

@@ -209,6 +209,7 @@ impl RawClient {
         config: Arc<rustls::ClientConfig>,
     ) -> std::io::Result<Self> {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
         let name = ServerName::IpAddress(addr.ip().into());
         let tls = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
