@@ -46,28 +46,7 @@ impl std::error::Error for Exit {}
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => {
-            use clap::error::ErrorKind;
-            if matches!(
-                err.kind(),
-                ErrorKind::DisplayHelp
-                    | ErrorKind::DisplayVersion
-                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            ) {
-                // Help and version are answers, not failures.
-                let _ = err.print();
-                return if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                    ExitCode::from(2)
-                } else {
-                    ExitCode::SUCCESS
-                };
-            }
-            let text = err.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            let first = first.trim_start_matches("error: ");
-            eprintln!("error: {first} (run `sealsync --help` for usage)");
-            return ExitCode::from(2);
-        }
+        Err(err) => return usage_error(&err),
     };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,6 +54,42 @@ fn main() -> ExitCode {
             let code = err.downcast_ref::<Exit>().map_or(2, |e| e.code);
             eprintln!("error: {}", one_line(&err));
             ExitCode::from(code)
+        }
+    }
+}
+
+/// Handles a command line clap could not accept: help and version are printed as asked;
+/// anything else becomes one line on stderr and exit code 2.
+fn usage_error(err: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let text = err.render().to_string();
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            // Help and version are answers, not failures.
+            let _ = err.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let usage = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("Usage: "))
+                .unwrap_or("sealsync <COMMAND>");
+            let command = usage.split(" <").next().unwrap_or("sealsync");
+            eprintln!("error: a command is missing: usage is `{usage}` (run `{command} --help`)");
+            ExitCode::from(2)
+        }
+        _ => {
+            // clap's message spans lines (the missing arguments are listed below the first);
+            // keep everything before the usage block, on one line.
+            let message = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let message = message.trim_start_matches("error: ");
+            eprintln!("error: {message} (run `sealsync --help` for usage)");
+            ExitCode::from(2)
         }
     }
 }

@@ -260,6 +260,13 @@ fn errors_are_one_line_with_nonzero_exit() {
     let home = home.to_str().expect("path");
     fails(&["device", "--home", home, "get", "notes", "x"], 2);
     fails(&["device", "--home", home, "frobnicate"], 2);
+    fails(&["server"], 2);
+    fails(&["device", "--home", home], 2);
+    let err = fails(&["device", "--home", home, "put"], 2);
+    assert!(
+        err.contains("<COLLECTION>"),
+        "the missing arguments must be named: {err}"
+    );
     fails(
         &[
             "server",
