@@ -93,6 +93,33 @@ pub enum ClientError {
     /// A cryptographic operation failed.
     #[error("crypto: {0}")]
     Crypto(#[from] sealsync_crypto::CryptoError),
+    /// After a push was refused with 409, the server's chain head for this device in a
+    /// collection is not a point of this device's own chain: a different hash at a seq this
+    /// device sealed, or a seq it never sealed. The server forked or forged this device's
+    /// history; nothing was changed locally (MS-30).
+    #[error(
+        "the server forked this device's history in collection {collection:?}: {detail}; nothing was changed locally and nothing was re-sent; keep this device's data and report this to the server's operator"
+    )]
+    ServerFork {
+        /// Collection name.
+        collection: String,
+        /// What the server claimed.
+        detail: String,
+    },
+    /// The server lost batches this device sent (restored from an older backup) and this
+    /// device no longer keeps all of them (sent by an older version, which did not keep
+    /// acknowledged batches). Nothing was changed locally.
+    #[error(
+        "the server lost this device's batches {from} to {to} in collection {collection:?} (restored from an older backup?) and this device no longer keeps them all; its edits are still here, but the server cannot take this device's later batches: ask the operator to restore the newest backup"
+    )]
+    LostBatches {
+        /// Collection name.
+        collection: String,
+        /// First lost seq.
+        from: u64,
+        /// Last lost seq.
+        to: u64,
+    },
     /// A batch could not be built or a pulled batch failed verification; nothing of it was
     /// applied.
     #[error(

@@ -25,6 +25,7 @@ mod error;
 pub mod keystore;
 mod net;
 mod replica;
+mod rollback;
 mod store;
 mod sync;
 #[cfg(test)]

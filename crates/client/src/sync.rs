@@ -8,7 +8,8 @@
 //!    from a roster member (MS-15) to obtain the account keys;
 //! 4. for a trusted device: push new collection descriptors, fetch and verify all
 //!    descriptors (adopting the deterministic winner's policy), seal unsent edits into the
-//!    outbox, push the outbox, then pull every known collection page by page. Each page is
+//!    outbox, push the outbox (after a 409, re-sending what a restored server lost: see
+//!    `rollback`), then pull every known collection page by page. Each page is
 //!    verified completely (roster key signature, chain, epoch, commitment, decryption,
 //!    mutation checks) before one transaction applies it and moves the cursor; a failing
 //!    page is refused whole and reported (CF-06, MS-16, MS-23, MS-25, MS-26).
@@ -283,19 +284,48 @@ impl Replica {
     }
 
     /// Pushes the outbox; returns the log indices the server gave our batches, per local
-    /// collection.
+    /// collection. A push refused with 409 triggers [`Replica::recover_rollback`] for the
+    /// collections of the refused request (each at most once per call); if that puts lost
+    /// batches back into the outbox, the push is retried, else the refusal is returned.
     async fn push_outbox(
         &mut self,
         conn: &mut Connection,
         report: &mut SyncReport,
     ) -> Result<HashMap<i64, BTreeSet<u64>>, ClientError> {
         let mut indices: HashMap<i64, BTreeSet<u64>> = HashMap::new();
+        let mut judged: BTreeSet<i64> = BTreeSet::new();
+        loop {
+            let Err((error, colls)) = self.push_pending(conn, report, &mut indices).await? else {
+                return Ok(indices);
+            };
+            let fresh: Vec<i64> = colls.into_iter().filter(|c| judged.insert(*c)).collect();
+            if fresh.is_empty() {
+                return Err(error);
+            }
+            let resent = self.recover_rollback(conn, &fresh).await?;
+            if resent == 0 {
+                return Err(error);
+            }
+            report.resent_batches += resent;
+        }
+    }
+
+    /// Pushes the unacknowledged outbox in requests of at most [`PUSH_REQUEST_BYTES`],
+    /// recording acknowledgements and log indices. A request refused with 409 stops it:
+    /// `Ok(Err((refusal, local collections of the refused request)))`.
+    async fn push_pending(
+        &mut self,
+        conn: &mut Connection,
+        report: &mut SyncReport,
+        indices: &mut HashMap<i64, BTreeSet<u64>>,
+    ) -> Result<Result<(), (ClientError, Vec<i64>)>, ClientError> {
         let entries = self.store.outbox()?;
         let coll_of: HashMap<(CollectionId, u64), i64> =
             entries.iter().map(|e| ((e.cid, e.seq), e.coll)).collect();
         let mut i = 0;
         while i < entries.len() {
             let mut request = PushRequest::default();
+            let mut colls = Vec::new();
             let mut bytes = 0;
             while i < entries.len()
                 && (request.batches.is_empty()
@@ -305,9 +335,16 @@ impl Replica {
                     .map_err(|_| corrupt("outbox batch"))?;
                 bytes += entries[i].bytes.len() + 8;
                 request.batches.push(sealed);
+                if !colls.contains(&entries[i].coll) {
+                    colls.push(entries[i].coll);
+                }
                 i += 1;
             }
-            let resp: PushResponse = conn.post("/v1/batches", &request).await?;
+            let resp: PushResponse = match conn.post("/v1/batches", &request).await {
+                Ok(resp) => resp,
+                Err(e @ ClientError::Server { status: 409, .. }) => return Ok(Err((e, colls))),
+                Err(e) => return Err(e),
+            };
             let mut acked = Vec::new();
             for r in &resp.results {
                 let Ok(cid) = CollectionId::from_slice(&r.collection_id) else {
@@ -328,7 +365,7 @@ impl Replica {
             self.store.ack_outbox(&acked)?;
             report.pushed_batches += acked.len() as u64;
         }
-        Ok(indices)
+        Ok(Ok(()))
     }
 
     async fn pull_collection(

@@ -229,6 +229,9 @@ pub struct SyncIssue {
 pub struct SyncReport {
     /// Batches pushed to (and acknowledged by) the server.
     pub pushed_batches: u64,
+    /// Of `pushed_batches`, those the server had acknowledged before but lost (restored
+    /// from an older backup), re-sent with their exact bytes.
+    pub resent_batches: u64,
     /// Batches pulled, verified and applied.
     pub pulled_batches: u64,
     /// New versions applied from pulled batches.
@@ -246,6 +249,13 @@ impl fmt::Display for SyncReport {
             "pushed {} batches, pulled {} batches, applied {} mutations",
             self.pushed_batches, self.pulled_batches, self.applied_mutations
         )?;
+        if self.resent_batches > 0 {
+            write!(
+                f,
+                "; re-sent {} batches the server had lost (restored from a backup?)",
+                self.resent_batches
+            )?;
+        }
         if self.became_trusted {
             write!(f, "; this device is now trusted")?;
         }

@@ -336,6 +336,15 @@ pub struct PullResponse {
     #[prost(bool, tag = "3")]
     pub more: bool,
 }
+/// GET /v1/chain?collection=HEX -> the caller's own chain head in that collection, as the
+/// server's push check sees it. last_seq = 0 (and 32 zero bytes) when nothing is stored.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ChainHead {
+    #[prost(uint64, tag = "1")]
+    pub last_seq: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub last_hash: ::prost::alloc::vec::Vec<u8>,
+}
 /// Every non-2xx response.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ErrorResponse {

@@ -362,6 +362,9 @@ async fn garbage_to_every_endpoint_gets_a_client_error_never_a_crash() {
         ("GET", "/v1/batches?collection=zz&after=-1"),
         ("GET", "/v1/batches?collection=0707&after=0"),
         ("GET", "/v1/roster?after=banana"),
+        ("GET", "/v1/chain?collection=zz"),
+        ("GET", "/v1/chain?collection=0707"),
+        ("GET", "/v1/chain"),
     ];
     let mut state: u64 = 0x00C0_FFEE;
     let mut next = move || {

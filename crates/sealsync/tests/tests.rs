@@ -8,4 +8,5 @@ mod crash;
 mod e2e;
 mod kit;
 mod refusals;
+mod rollback;
 mod tampering;

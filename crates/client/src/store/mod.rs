@@ -12,7 +12,10 @@
 //!   value only for `fields`);
 //! - `chains`/`chain_hashes`: per author and collection, the applied chain and the hash of
 //!   every applied batch (the device's own sealed batches included);
-//! - `outbox`: sealed batches not yet acknowledged by the server.
+//! - `outbox`: every batch this device sealed, with its exact bytes; `acked` once the server
+//!   acknowledged it. Acknowledged batches are kept so that they can be re-sent byte for byte
+//!   to a server restored from an older backup (CF-10). They are the device's own ciphertext;
+//!   a later compaction can drop those below a verified log head.
 //!
 //! Every change is one transaction, committed before the call returns (CF-01, CF-06).
 
@@ -89,9 +92,22 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER NOT NULL,
     bytes BLOB NOT NULL,
     hash BLOB NOT NULL,
+    acked INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (coll, seq)
 );
 ";
+
+/// Brings a database made by an earlier version up to [`SCHEMA`]; run after it, each step
+/// idempotent. Outbox rows of such a database are all unacknowledged (acknowledged ones
+/// used to be deleted), which is what the `acked` default says.
+const UPGRADES: &[(&str, &str)] = &[(
+    "SELECT 1 FROM pragma_table_info('outbox') WHERE name = 'acked'",
+    "ALTER TABLE outbox ADD COLUMN acked INTEGER NOT NULL DEFAULT 0",
+)];
+
+/// Indexes over columns that [`UPGRADES`] may have added.
+const INDEXES: &str =
+    "CREATE INDEX IF NOT EXISTS outbox_unacked ON outbox (coll, seq) WHERE acked = 0;";
 
 /// Keys of the `meta` table.
 pub(crate) mod meta {
@@ -194,6 +210,12 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "cache_size", -32_768)?;
         conn.execute_batch(SCHEMA)?;
+        for (present, upgrade) in UPGRADES {
+            if !conn.prepare(present)?.exists([])? {
+                conn.execute_batch(upgrade)?;
+            }
+        }
+        conn.execute_batch(INDEXES)?;
         conn.set_prepared_statement_cache_capacity(64);
         let mut store = Self {
             conn,

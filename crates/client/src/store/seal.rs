@@ -3,7 +3,8 @@
 //! A batch is sealed once: its exact bytes, sequence number and hash are stored in the
 //! outbox in the same transaction that marks its versions as sent and advances this device's
 //! chain. A retried push therefore resends identical bytes, which the server acknowledges as a
-//! duplicate (NA-08, CF-05).
+//! duplicate (NA-08, CF-05). Acknowledged batches stay in the outbox, marked `acked`, so that
+//! the same bytes can be re-sent to a server restored from an older backup (CF-10).
 
 use rusqlite::{OptionalExtension, params};
 use sealsync_core::{
@@ -32,7 +33,8 @@ pub(crate) struct SealContext<'a> {
     pub(crate) roster_head: [u8; 32],
 }
 
-/// One sealed batch waiting for the server's acknowledgement.
+/// One sealed batch (waiting for the server's acknowledgement, when read by
+/// [`Store::outbox`]).
 #[derive(Clone, Debug)]
 pub(crate) struct OutboxEntry {
     pub(crate) coll: i64,
@@ -216,11 +218,11 @@ impl Store {
         Ok(made)
     }
 
-    /// Outbox entries in (collection, seq) order.
+    /// Unacknowledged outbox entries in (collection, seq) order.
     pub(crate) fn outbox(&self) -> Result<Vec<OutboxEntry>, ClientError> {
         let mut st = self.conn.prepare_cached(
             "SELECT o.coll, c.cid, o.seq, o.bytes FROM outbox o JOIN collections c ON c.id = o.coll
-             ORDER BY o.coll, o.seq",
+             WHERE o.acked = 0 ORDER BY o.coll, o.seq",
         )?;
         let mut rows = st.query([])?;
         let mut out = Vec::new();
@@ -239,11 +241,13 @@ impl Store {
         Ok(out)
     }
 
-    /// Drops acknowledged outbox entries.
+    /// Marks outbox entries acknowledged; their bytes are kept (see the module docs of
+    /// `store`).
     pub(crate) fn ack_outbox(&mut self, acked: &[(i64, u64)]) -> Result<(), ClientError> {
         let tx = self.conn.transaction()?;
         {
-            let mut st = tx.prepare_cached("DELETE FROM outbox WHERE coll = ?1 AND seq = ?2")?;
+            let mut st =
+                tx.prepare_cached("UPDATE outbox SET acked = 1 WHERE coll = ?1 AND seq = ?2")?;
             for (coll, seq) in acked {
                 st.execute(params![coll, *seq as i64])?;
             }
@@ -252,13 +256,48 @@ impl Store {
         Ok(())
     }
 
-    /// Outbox batches of one collection.
+    /// Unacknowledged outbox batches of one collection.
     pub(crate) fn outbox_count(&self, coll: i64) -> Result<u64, ClientError> {
         let n: i64 = self
             .conn
-            .prepare_cached("SELECT count(*) FROM outbox WHERE coll = ?1")?
+            .prepare_cached("SELECT count(*) FROM outbox WHERE coll = ?1 AND acked = 0")?
             .query_row([coll], |r| r.get(0))?;
         Ok(n as u64)
+    }
+
+    /// Sealed batches kept (acknowledged or not) in `coll` with a seq above `after`.
+    pub(crate) fn kept_after(&self, coll: i64, after: u64) -> Result<u64, ClientError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM outbox WHERE coll = ?1 AND seq > ?2")?
+            .query_row(params![coll, after as i64], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// After a server restore: for each `(coll, after)`, puts the acknowledged batches with a
+    /// seq above `after` back in the outbox (unacknowledged) and, if there were any, moves the
+    /// collection's pull cursor back to 0, all in one transaction. The next push re-sends their exact bytes;
+    /// the next pull re-reads the restored log, whose indices the server renumbered, and
+    /// skips what was already applied. Returns the number of batches put back.
+    pub(crate) fn requeue_sent(&mut self, plan: &[(i64, u64)]) -> Result<u64, ClientError> {
+        let tx = self.conn.transaction()?;
+        let mut n = 0;
+        {
+            let mut requeue = tx.prepare_cached(
+                "UPDATE outbox SET acked = 0 WHERE coll = ?1 AND seq > ?2 AND acked = 1",
+            )?;
+            let mut rewind =
+                tx.prepare_cached("UPDATE collections SET cursor = 0 WHERE id = ?1")?;
+            for (coll, after) in plan {
+                let put_back = requeue.execute(params![coll, *after as i64])? as u64;
+                if put_back > 0 {
+                    rewind.execute([coll])?;
+                }
+                n += put_back;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
     }
 
     /// Whether the collection has local versions not yet sealed.

@@ -1,4 +1,5 @@
-//! Data endpoints: collection descriptors, batch push and batch pull.
+//! Data endpoints: collection descriptors, batch push, batch pull and the caller's chain
+//! head.
 //!
 //! Push checks, in order, before anything is stored: body size (BI-01), decode, then per
 //! batch `sealsync_core::verify_batch` with the caller's enrolled key only (so a batch
@@ -17,7 +18,8 @@ use sealsync_core::{
 };
 use sealsync_crypto::SigContext;
 use sealsync_proto::{
-    CollectionHeader, MAX_MESSAGE_BYTES, PushRequest, PushResponse, PushResult, Sealed, SealedList,
+    ChainHead, CollectionHeader, MAX_MESSAGE_BYTES, PushRequest, PushResponse, PushResult, Sealed,
+    SealedList,
 };
 
 use super::{
@@ -170,20 +172,45 @@ pub(super) async fn push(
     Ok(proto(&PushResponse { results }))
 }
 
+/// The required `collection=HEX` query parameter.
+fn query_collection(pairs: &[(&str, &str)]) -> Result<CollectionId, ApiError> {
+    pairs
+        .iter()
+        .find(|(k, _)| *k == "collection")
+        .map(|(_, v)| *v)
+        .ok_or_else(|| ApiError::bad_request("missing collection"))?
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid collection id"))
+}
+
+/// `GET /v1/chain?collection=HEX`: the caller's own chain head in that collection of its
+/// account (the one the push check compares against), so that a device can re-send what a
+/// server restored from an older backup lost (CF-10). Only the caller's own chain is served.
+pub(super) async fn chain_head(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(query.as_deref())?;
+    let collection = query_collection(&pairs)?;
+    let head = state
+        .store
+        .chain_head(me.account, collection, me.device_id)
+        .await?;
+    let (last_seq, last_hash) = head.unwrap_or((0, [0; 32]));
+    Ok(proto(&ChainHead {
+        last_seq,
+        last_hash: last_hash.to_vec(),
+    }))
+}
+
 pub(super) async fn pull(
     State(state): State<AppState>,
     Caller(me): Caller,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(query.as_deref())?;
-    let hex = pairs
-        .iter()
-        .find(|(k, _)| *k == "collection")
-        .map(|(_, v)| *v)
-        .ok_or_else(|| ApiError::bad_request("missing collection"))?;
-    let collection: CollectionId = hex
-        .parse()
-        .map_err(|_| ApiError::bad_request("invalid collection id"))?;
+    let collection = query_collection(&pairs)?;
     let after = query_u64(&pairs, "after")?.unwrap_or(0);
     let limit = query_u64(&pairs, "limit")?
         .map_or(MAX_PULL_ENTRIES, |l| {

@@ -336,6 +336,7 @@ pub(crate) fn device_router(state: AppState) -> Router {
             get(batches::get_collections).post(batches::post_collection),
         )
         .route("/v1/batches", get(batches::pull).post(batches::push))
+        .route("/v1/chain", get(batches::chain_head))
         .fallback(device_not_found)
         .method_not_allowed_fallback(device_method_not_allowed)
         .with_state(state)

@@ -3,12 +3,13 @@
 //!
 //! Each (account, collection) has one log; indexes start at 1 and have no holes, because an
 //! index is only taken inside the writer's transaction. Each (account, collection, device)
-//! has a chain row with the author's last sequence number, batch hash and `hlc_max`.
+//! has a chain row with the author's last sequence number, batch hash and `hlc_max`; the
+//! author can read its own row back (`GET /v1/chain`) to resume after a restore.
 
 use std::cell::RefCell;
 
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
-use sealsync_core::{ChainCheck, ChainState, CollectionId, Hlc, check_chain};
+use sealsync_core::{ChainCheck, ChainState, CollectionId, DeviceId, Hlc, check_chain};
 
 use super::{PullPage, PushItem, PushOutcome, StoreError};
 
@@ -104,6 +105,23 @@ pub(super) fn push(
         }
     }
     Ok(out)
+}
+
+/// Reads one device's chain head; see [`super::Store::chain_head`].
+pub(super) fn chain_head(
+    conn: &Connection,
+    account: &str,
+    collection: CollectionId,
+    device: DeviceId,
+) -> Result<Option<(u64, [u8; 32])>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT last_seq, last_hash FROM chains WHERE account = ?1 AND cid = ?2 AND device_id = ?3",
+        )?
+        .query_row(params![account, collection.0, device.0], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?)
 }
 
 /// Reads one page of a log; see [`super::Store::pull`].

@@ -297,6 +297,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now_ms: u64,
     ) -> StoreFuture<'_, Vec<PushOutcome>>;
 
+    /// The chain head of `device` in (account, collection) that the push check compares
+    /// against: `(last_seq, last_hash)`, or `None` when the device has stored no batch there.
+    fn chain_head(
+        &self,
+        account: String,
+        collection: CollectionId,
+        device: DeviceId,
+    ) -> StoreFuture<'_, Option<(u64, [u8; 32])>>;
+
     /// Log entries of (account, collection) with index > `after`, in order, at most `limit`
     /// entries and, past the first entry, at most `max_bytes` of batch bytes.
     fn pull(

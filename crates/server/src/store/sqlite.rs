@@ -469,6 +469,15 @@ impl Store for SqliteStore {
         self.run(move |db| db.write(|tx| log::push(tx, &account, &batches, now_ms)))
     }
 
+    fn chain_head(
+        &self,
+        account: String,
+        collection: CollectionId,
+        device: DeviceId,
+    ) -> StoreFuture<'_, Option<(u64, [u8; 32])>> {
+        self.run(move |db| db.read(|c| log::chain_head(c, &account, collection, device)))
+    }
+
     fn pull(
         &self,
         account: String,

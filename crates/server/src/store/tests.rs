@@ -188,6 +188,33 @@ async fn push_appends_in_order_and_duplicates_are_idempotent() {
 }
 
 #[tokio::test]
+async fn chain_head_is_the_authors_own_last_batch() {
+    // CF-10: a device reads back the head its next push is checked against.
+    let (_d, s) = store();
+    let a = Author::new(ACCOUNT);
+    let b = Author::new(ACCOUNT);
+    assert_eq!(s.chain_head(ACCOUNT.into(), CID, a.id).await.unwrap(), None);
+    let b1 = a.batch(CID, 1, [0; 32], b"one");
+    let b2 = a.batch(CID, 2, hash_of(&b1), b"two");
+    s.push(ACCOUNT.into(), vec![b1, b2.clone()], now())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.chain_head(ACCOUNT.into(), CID, a.id).await.unwrap(),
+        Some((2, hash_of(&b2)))
+    );
+    // Per author, collection and account.
+    assert_eq!(s.chain_head(ACCOUNT.into(), CID, b.id).await.unwrap(), None);
+    assert_eq!(
+        s.chain_head(ACCOUNT.into(), CollectionId([8; 16]), a.id)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(s.chain_head("other".into(), CID, a.id).await.unwrap(), None);
+}
+
+#[tokio::test]
 async fn gap_is_refused_and_the_whole_request_rolls_back() {
     // BI-07, MS-26
     let (_d, s) = store();

@@ -49,6 +49,81 @@ fn sealing_fills_the_outbox_once_and_marks_versions_sent() {
     assert_eq!((b.records, b.pending_batches), (5000, 2));
 }
 
+#[test]
+fn acknowledged_batches_are_kept_and_can_be_requeued_byte_for_byte() {
+    // CF-10: what the server acknowledged stays on the device, out of the pending count.
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = offline_replica(dir.path());
+    for i in 0..3 {
+        r.put("notes", &format!("k{i}"), b"v").unwrap();
+        r.seal_outbox().unwrap();
+    }
+    let sent = r.store.outbox().unwrap();
+    assert_eq!(sent.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    let coll = r.store.collection("notes").unwrap().unwrap();
+    let acked: Vec<(i64, u64)> = sent.iter().map(|e| (e.coll, e.seq)).collect();
+    r.store.ack_outbox(&acked).unwrap();
+    r.store.set_cursor(coll.id, 7).unwrap();
+    assert!(r.store.outbox().unwrap().is_empty());
+    assert_eq!(r.store.outbox_count(coll.id).unwrap(), 0);
+    let st = r.status().unwrap();
+    assert_eq!(st.collections[0].pending_batches, 0);
+    assert_eq!(r.store.kept_after(coll.id, 0).unwrap(), 3);
+    assert_eq!(r.store.kept_after(coll.id, 2).unwrap(), 1);
+
+    // The server lost everything after seq 1: seqs 2 and 3 go back, identical, and the pull
+    // cursor restarts.
+    assert_eq!(r.store.requeue_sent(&[(coll.id, 1)]).unwrap(), 2);
+    let again = r.store.outbox().unwrap();
+    assert_eq!(again.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(again[0].bytes, sent[1].bytes);
+    assert_eq!(again[1].bytes, sent[2].bytes);
+    assert_eq!(r.store.collection("notes").unwrap().unwrap().cursor, 0);
+    assert_eq!(r.status().unwrap().collections[0].pending_batches, 2);
+    // Nothing acknowledged is left to put back: no change, the cursor stays.
+    r.store.set_cursor(coll.id, 7).unwrap();
+    assert_eq!(r.store.requeue_sent(&[(coll.id, 1)]).unwrap(), 0);
+    assert_eq!(r.store.collection("notes").unwrap().unwrap().cursor, 7);
+}
+
+#[test]
+fn outbox_of_an_older_database_is_upgraded_as_unacknowledged() {
+    // CF-18: a replica made before outbox rows were kept opens, its rows still pending.
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = offline_replica(dir.path());
+    r.put("notes", "k", b"v").unwrap();
+    r.seal_outbox().unwrap();
+    let before = r.store.outbox().unwrap();
+    r.store
+        .conn
+        .execute_batch(
+            "DROP INDEX outbox_unacked;
+             CREATE TABLE old_outbox (coll INTEGER NOT NULL, seq INTEGER NOT NULL,
+                 bytes BLOB NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (coll, seq));
+             INSERT INTO old_outbox SELECT coll, seq, bytes, hash FROM outbox;
+             DROP TABLE outbox;
+             ALTER TABLE old_outbox RENAME TO outbox;",
+        )
+        .unwrap();
+    drop(r);
+    let r = Replica::open(dir.path()).unwrap();
+    let after = r.store.outbox().unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].bytes, before[0].bytes);
+    assert_eq!(r.status().unwrap().collections[0].pending_batches, 1);
+    drop(r);
+    // Opening again is a no-op.
+    assert_eq!(
+        Replica::open(dir.path())
+            .unwrap()
+            .store
+            .outbox()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
 /// A batch sealed by `signing` (as device `author`) for collection `name` of `r`'s account.
 fn foreign_batch(
     r: &Replica,
