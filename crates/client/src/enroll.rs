@@ -16,6 +16,7 @@ use sealsync_proto::{
 use zeroize::Zeroizing;
 
 use crate::Replica;
+use crate::clock::clock_offset;
 use crate::error::ClientError;
 use crate::keystore::{DeviceSecrets, FileKeyStore, KEYSTORE_FILE, KEYSTORE_KEY_FILE, Protection};
 use crate::net::{Connection, ServerUrl, tls};
@@ -141,7 +142,9 @@ impl Replica {
             sign_pk: secrets.signing.verifying_key().to_bytes().to_vec(),
             kx_pk: secrets.kx.public_key().to_bytes().to_vec(),
         };
+        let sent = now_ms();
         let resp: EnrollResponse = conn.post("/v1/enroll", &request).await?;
+        let received = now_ms();
         drop(conn);
         check_response(&resp, &bundle, device_id)?;
 
@@ -150,6 +153,8 @@ impl Replica {
             bundle: &bundle,
             name: &name,
             resp: &resp,
+            clock_offset: (resp.server_time_ms != 0)
+                .then(|| clock_offset(resp.server_time_ms, sent, received)),
         };
         if resp.roster.is_empty() {
             return first_device(base, secrets).await;
@@ -273,6 +278,8 @@ pub(crate) struct Setup<'a> {
     pub(crate) bundle: &'a Bundle,
     pub(crate) name: &'a str,
     pub(crate) resp: &'a EnrollResponse,
+    /// Offset of the server's clock learned at enrollment (`server − local`, ms).
+    pub(crate) clock_offset: Option<i64>,
 }
 
 impl Setup<'_> {
@@ -310,6 +317,10 @@ impl Setup<'_> {
             (meta::STATE, Some(state.as_str().as_bytes())),
             (meta::GENESIS_HASH, Some(&genesis)),
         ];
+        let offset = self.clock_offset.map(i64::to_be_bytes);
+        if let Some(offset) = &offset {
+            values.push((meta::CLOCK_OFFSET, Some(offset)));
+        }
         values.extend_from_slice(extra);
         // Written last in the same transaction: its presence marks a complete enrollment.
         values.push((meta::DEVICE_ID, Some(&device.0)));

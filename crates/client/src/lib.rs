@@ -9,6 +9,9 @@
 //!   descriptors, pushes sealed batches from the outbox and pulls, verifies and applies other
 //!   devices' batches. Anything from the server that fails a check is refused as a whole and
 //!   leaves local state unchanged.
+//! - Edits are stamped with a hybrid logical clock read from trusted time: the system
+//!   clock, pulled back if it runs ahead of the server's clock (learned at enrollment and
+//!   at every sync) by more than half the drift bound (`clock`, NA-10).
 //! - [`Replica::enroll`] joins an account with a bundle from `sealsync admin enroll`, as its
 //!   first device (creating the account keys, roster genesis and recovery secret), as a
 //!   pending device (approved later by a trusted one with [`Replica::approve`]), or with the
@@ -19,6 +22,7 @@
 //! passphrase is set through `SEALSYNC_PASSPHRASE`).
 #![forbid(unsafe_code)]
 
+mod clock;
 mod devices;
 mod enroll;
 mod error;

@@ -332,6 +332,14 @@ impl Replica {
         })
     }
 
+    /// Test hook, not for applications: adds `skew_ms` (may be negative) to every reading
+    /// of the system clock by this `Replica` only, as if the device's clock were that far
+    /// off. Not persisted; a reopened replica reads the system clock as it is.
+    #[doc(hidden)]
+    pub fn set_clock_skew_for_tests(&mut self, skew_ms: i64) {
+        self.store.time.skew_ms = skew_ms;
+    }
+
     /// This device's id.
     pub fn device_id(&self) -> DeviceId {
         self.device_id

@@ -1,6 +1,8 @@
 //! The sync engine: roster, keys, descriptors, push and pull.
 //!
 //! One [`Replica::sync`] runs, over one mutual-TLS connection:
+//! 0. `GET /v1/status`, learning the offset of the server's clock (trusted time for HLC
+//!    ticks: `crate::clock`, NA-10);
 //! 1. pending first-device uploads (genesis, recovery blob) if an earlier attempt failed;
 //! 2. `GET /v1/roster?after=len`, extending the verified roster (a fork or rewrite is
 //!    refused: MS-12);
@@ -24,9 +26,11 @@ use sealsync_core::{
 use sealsync_crypto::SymmetricKey;
 use sealsync_proto::{
     LogEntry, PullResponse, PushRequest, PushResponse, RosterResponse, Sealed, SealedList,
+    StatusResponse,
 };
 
 use crate::Replica;
+use crate::clock::clock_offset;
 use crate::error::ClientError;
 use crate::keystore::KeyStore;
 use crate::net::{Connection, Prefetch, ServerUrl, tls};
@@ -77,6 +81,7 @@ impl Replica {
     pub async fn sync(&mut self) -> Result<SyncReport, ClientError> {
         let mut report = SyncReport::default();
         let mut conn = self.connect().await?;
+        self.learn_server_time(&mut conn).await?;
         self.finish_setup_uploads(&mut conn).await?;
         self.sync_roster(&mut conn).await?;
         if self.state == DeviceState::Pending {
@@ -100,6 +105,20 @@ impl Replica {
             }
         }
         Ok(report)
+    }
+
+    /// `GET /v1/status`: stores the offset of the server's clock to this device's, which HLC
+    /// ticks use from then on (see `crate::clock`; a lying server can only slow the clock).
+    /// A response without a time (0) keeps the offset known before.
+    async fn learn_server_time(&mut self, conn: &mut Connection) -> Result<(), ClientError> {
+        let sent = self.store.time.local_now();
+        let status: StatusResponse = conn.get("/v1/status").await?;
+        let received = self.store.time.local_now();
+        if status.server_time_ms != 0 {
+            self.store
+                .set_clock_offset(clock_offset(status.server_time_ms, sent, received))?;
+        }
+        Ok(())
     }
 
     /// Retries the first device's genesis and recovery-blob uploads left over by enrollment.

@@ -61,6 +61,7 @@ pub(crate) fn offline_replica(home: &Path) -> Replica {
         bundle: &bundle,
         name: "test",
         resp: &resp,
+        clock_offset: None,
     };
     setup
         .persist(&secrets, &roster, DeviceState::Trusted, &[])

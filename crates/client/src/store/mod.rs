@@ -2,7 +2,7 @@
 //!
 //! Tables:
 //! - `meta`: device id, account, name, server URL, CA and client certificates, state,
-//!   trusted genesis hash, last HLC, pending setup uploads;
+//!   trusted genesis hash, last HLC, offset to the server's clock, pending setup uploads;
 //! - `roster`: the verified roster entries (re-verified from genesis at open);
 //! - `collections`: by local name, with policy, blinded id once keys are known, descriptor
 //!   flag and pull cursor;
@@ -29,6 +29,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sealsync_core::{CollectionId, DeviceId, Hlc, HlcClock, Policy};
 use sealsync_crypto::SymmetricKey;
 
+use crate::clock::DeviceClock;
 use crate::error::ClientError;
 
 pub(crate) use pull::{PulledBatch, VerifiedPage};
@@ -131,6 +132,8 @@ pub(crate) mod meta {
     pub(crate) const GENESIS_HASH: &str = "genesis_hash";
     /// Last HLC issued or observed (u64be).
     pub(crate) const HLC_LAST: &str = "hlc_last";
+    /// Offset of the server's clock to the local clock, `server − local` in ms (i64be).
+    pub(crate) const CLOCK_OFFSET: &str = "clock_offset";
     /// First device: genesis not yet acknowledged by the server (present = pending).
     pub(crate) const UPLOAD_GENESIS: &str = "upload_genesis";
     /// First device: encoded RecoveryBlob not yet uploaded (present = pending).
@@ -162,6 +165,8 @@ pub(crate) struct Store {
     storage_key: SymmetricKey,
     device: DeviceId,
     clock: HlcClock,
+    /// Wall clock for HLC ticks and drift checks (trusted time, see `crate::clock`).
+    pub(crate) time: DeviceClock,
 }
 
 impl std::fmt::Debug for Store {
@@ -172,7 +177,8 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Milliseconds since the Unix epoch from the system clock.
+/// Milliseconds since the Unix epoch from the system clock (for timestamps that are not
+/// HLC values: those use [`Store::time`]).
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -222,6 +228,7 @@ impl Store {
             storage_key,
             device,
             clock: HlcClock::default(),
+            time: DeviceClock::default(),
         };
         if let Some(stored) = store.meta_blob(meta::DEVICE_ID)?
             && stored != device.0
@@ -240,7 +247,23 @@ impl Store {
             .transpose()?
             .unwrap_or(0);
         store.clock = HlcClock::new(Hlc(last));
+        store.time.offset_ms = store
+            .meta_blob(meta::CLOCK_OFFSET)?
+            .map(|b| {
+                b.try_into()
+                    .map(i64::from_be_bytes)
+                    .map_err(|_| corrupt("bad clock offset"))
+            })
+            .transpose()?;
         Ok(store)
+    }
+
+    /// Stores the offset of the server's clock (`server − local`, ms) and uses it from now
+    /// on for HLC ticks.
+    pub(crate) fn set_clock_offset(&mut self, offset_ms: i64) -> Result<(), ClientError> {
+        self.set_meta(&[(meta::CLOCK_OFFSET, Some(&offset_ms.to_be_bytes()))])?;
+        self.time.offset_ms = Some(offset_ms);
+        Ok(())
     }
 
     /// Reads one meta value.
@@ -338,7 +361,7 @@ impl Store {
         descriptor_pushed: bool,
     ) -> Result<CollInfo, ClientError> {
         validate_collection_name(name)?;
-        let hlc = self.clock.tick(now_ms());
+        let hlc = self.clock.tick(self.time.now());
         let tx = self.conn.transaction()?;
         tx.prepare_cached(
             "INSERT INTO collections (name, policy, cid, descriptor_pushed, created_hlc) VALUES (?1, ?2, ?3, ?4, ?5)",

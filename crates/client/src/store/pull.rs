@@ -6,7 +6,7 @@ use sealsync_core::{BatchHash, ChainState, DeviceId, Hlc, VersionId};
 
 use super::records::{NewVersion, apply_versions};
 use super::seal::{advance_chain, chain_state};
-use super::{CollInfo, Store, corrupt, meta, now_ms, set_meta_tx};
+use super::{CollInfo, Store, corrupt, meta, set_meta_tx};
 use crate::error::ClientError;
 
 /// One batch that passed every check.
@@ -58,9 +58,11 @@ impl Store {
         coll: &CollInfo,
         page: VerifiedPage,
     ) -> Result<usize, ClientError> {
-        let now = now_ms();
+        let now = self.time.now();
         for b in &page.batches {
-            // Remote clocks beyond the drift bound are not adopted (docs/protocol.md).
+            // Remote clocks beyond the drift bound (from trusted time) are not adopted
+            // (docs/protocol.md): adopting one would make this device's next batch too far
+            // ahead for the server.
             let _ = self.clock.observe(b.hlc_max, now);
         }
         let hlc = self.clock.last();

@@ -259,6 +259,7 @@ impl Store {
         supersede_heads: bool,
     ) -> Result<Vec<VersionId>, ClientError> {
         let mut ids = Vec::with_capacity(items.len());
+        let now = self.time.now();
         let tx = self.conn.transaction()?;
         for (rkey, deleted, value) in items {
             let supersedes = if supersede_heads {
@@ -268,7 +269,7 @@ impl Store {
             } else {
                 Vec::new()
             };
-            let hlc = self.clock.tick(super::now_ms());
+            let hlc = self.clock.tick(now);
             let vid = VersionId::new(hlc, self.device);
             ids.push(vid);
             apply_versions(

@@ -143,3 +143,33 @@ fn database_files_are_private() {
         assert_eq!(mode & 0o777, 0o600, "{f}");
     }
 }
+
+#[test]
+fn learned_clock_offset_is_durable_and_pulls_fast_ticks_back() {
+    // NA-10, CD-08: a device an hour fast stamps edits near the server's time once it knows
+    // the offset; the offset survives a restart; the HLC never goes backwards.
+    const HOUR: i64 = 3_600_000;
+    let half = sealsync_core::MAX_DRIFT_MS / 2;
+    let real_now = crate::store::now_ms;
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = offline_replica(dir.path());
+    assert_eq!(r.store.time.offset_ms, None);
+    r.set_clock_skew_for_tests(HOUR);
+    let fast = r.put("notes", "a", b"fast").unwrap();
+    assert!(fast.hlc().physical_ms() >= real_now() + HOUR as u64 - 1000);
+
+    r.store.set_clock_offset(-HOUR).unwrap();
+    let before = real_now();
+    let v = r.put("notes", "b", b"trusted").unwrap();
+    // Still above the fast version already issued: the HLC never goes backwards.
+    assert!(v.hlc() > fast.hlc());
+    // Ticks now read trusted time: half the drift bound ahead of the real clock, not an hour.
+    let clock = r.store.time;
+    assert!(clock.now() <= real_now() + half + 1000);
+    assert!(clock.now() + 1000 >= before + half);
+
+    drop(r);
+    let r = Replica::open(dir.path()).unwrap();
+    assert_eq!(r.store.time.offset_ms, Some(-HOUR));
+    assert_eq!(r.store.time.skew_ms, 0, "the test skew is not persisted");
+}

@@ -1,0 +1,59 @@
+//! Devices whose clocks are wrong: a sync learns the server's clock, and a fast device's
+//! edits are stamped at most half the drift bound ahead of the server, so the server takes
+//! them.
+
+use sealsync_client::ClientError;
+
+use crate::kit::{TestServer, approved_pair};
+
+const HOUR: i64 = 3_600_000;
+
+fn real_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_an_hour_fast_syncs_once_then_pushes() {
+    // NA-10: sync works with the client clock an hour off; CD-08: the server's drift check
+    // still refuses what was stamped an hour ahead.
+    let server = TestServer::start().await;
+    let (mut a, mut b, _) = approved_pair(&server, "acme").await;
+    a.set_clock_skew_for_tests(HOUR);
+    a.sync().await.expect("sync learning the server's clock");
+    a.put("notes", "k", b"from the fast device").expect("put");
+    let report = a.sync().await.expect("push from the fast device");
+    assert_eq!(report.pushed_batches, 1);
+    let stamped = a.history("notes", "k").expect("history")[0].hlc >> 16;
+    let half = sealsync_core::MAX_DRIFT_MS / 2;
+    assert!(
+        stamped <= real_now_ms() + half,
+        "stamped {} ms ahead",
+        stamped.saturating_sub(real_now_ms())
+    );
+
+    let report = b.sync().await.expect("sync");
+    assert!(report.errors.is_empty(), "{report}");
+    assert_eq!(
+        b.get("notes", "k").expect("get").as_deref(),
+        Some(&b"from the fast device"[..])
+    );
+    assert_eq!(a.state_root().expect("root"), b.state_root().expect("root"));
+
+    // Control: B's clock jumps an hour ahead and B writes before any sync taught it the
+    // new offset. That edit is stamped an hour ahead, and the server refuses it.
+    b.set_clock_skew_for_tests(HOUR);
+    b.put("notes", "late", b"stamped an hour ahead")
+        .expect("put");
+    let err = b
+        .sync()
+        .await
+        .expect_err("an edit an hour ahead was accepted");
+    assert!(
+        matches!(&err, ClientError::Server { code, .. } if code == "clock_ahead"),
+        "{err}"
+    );
+    server.stop().await;
+}
