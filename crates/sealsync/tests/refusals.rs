@@ -212,31 +212,7 @@ async fn unknown_device_is_refused() {
     // NA-04 (unknown status denied), CD-01: a certificate from the right CA for a device the
     // server never enrolled gets no access.
     let server = TestServer::start().await;
-    let ca_pem = std::fs::read_to_string(server.data_dir().join("ca.pem")).expect("ca.pem");
-    let ca_key = rcgen::KeyPair::from_pem(
-        &std::fs::read_to_string(server.data_dir().join("ca.key")).expect("ca.key"),
-    )
-    .expect("ca key");
-    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).expect("issuer");
-    let ghost_id =
-        sealsync_crypto::device_id(&sealsync_crypto::SigningKey::generate().verifying_key());
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, hex::encode(ghost_id));
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let cert = params.signed_by(&key, &issuer).expect("cert");
-    let config = crate::kit::client_config(
-        &server.ca_der(),
-        Some((
-            cert.der().clone(),
-            rustls_pki_types::PrivateKeyDer::Pkcs8(rustls_pki_types::PrivatePkcs8KeyDer::from(
-                key.serialize_der(),
-            )),
-        )),
-        sealsync_proto::ALPN_H2,
-    );
+    let config = ca_issued_client(&server, |_| {});
     let mut client = crate::kit::RawClient::connect(server.addr, config)
         .await
         .expect("handshake");
@@ -413,5 +389,113 @@ async fn garbage_to_every_endpoint_gets_a_client_error_never_a_crash() {
         });
         assert!(v.is_ok(), "the log holds an unverifiable batch");
     }
+    server.stop().await;
+}
+
+/// A client certificate issued by the server's own CA for a device id the server never
+/// enrolled, after `customize` adjusts its parameters (validity, usages).
+fn ca_issued_client(
+    server: &TestServer,
+    customize: impl FnOnce(&mut rcgen::CertificateParams),
+) -> std::sync::Arc<rustls::ClientConfig> {
+    let ca_pem = std::fs::read_to_string(server.data_dir().join("ca.pem")).expect("ca.pem");
+    let ca_key = rcgen::KeyPair::from_pem(
+        &std::fs::read_to_string(server.data_dir().join("ca.key")).expect("ca.key"),
+    )
+    .expect("ca key");
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).expect("issuer");
+    let ghost_id =
+        sealsync_crypto::device_id(&sealsync_crypto::SigningKey::generate().verifying_key());
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, hex::encode(ghost_id));
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    customize(&mut params);
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let cert = params.signed_by(&key, &issuer).expect("cert");
+    crate::kit::client_config(
+        &server.ca_der(),
+        Some((
+            cert.der().clone(),
+            rustls_pki_types::PrivateKeyDer::Pkcs8(rustls_pki_types::PrivatePkcs8KeyDer::from(
+                key.serialize_der(),
+            )),
+        )),
+        sealsync_proto::ALPN_H2,
+    )
+}
+
+/// True when the TLS layer refused the client: the handshake or the first request fails,
+/// so no HTTP status ever comes back.
+async fn tls_refuses(server: &TestServer, config: std::sync::Arc<rustls::ClientConfig>) -> bool {
+    match crate::kit::RawClient::connect(server.addr, config).await {
+        Err(_) => true,
+        Ok(mut client) => client
+            .request("GET", "/v1/status", Vec::new())
+            .await
+            .is_err(),
+    }
+}
+
+#[tokio::test]
+async fn expired_or_not_yet_valid_certificates_fail_the_handshake() {
+    // NA-03: validity is checked by TLS, before any HTTP; a minute past either edge.
+    let server = TestServer::start().await;
+    let now = time::OffsetDateTime::now_utc();
+    let expired = ca_issued_client(&server, |p| {
+        p.not_before = now - time::Duration::days(2);
+        p.not_after = now - time::Duration::minutes(1);
+    });
+    assert!(
+        tls_refuses(&server, expired).await,
+        "expired certificate accepted"
+    );
+    let early = ca_issued_client(&server, |p| {
+        p.not_before = now + time::Duration::minutes(1);
+        p.not_after = now + time::Duration::days(2);
+    });
+    assert!(
+        tls_refuses(&server, early).await,
+        "not-yet-valid certificate accepted"
+    );
+    let server_auth_only = ca_issued_client(&server, |p| {
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    });
+    assert!(
+        tls_refuses(&server, server_auth_only).await,
+        "certificate without client-auth EKU accepted"
+    );
+    // Control: the same CA and shape, valid now, passes TLS (and is then refused by HTTP).
+    let valid = ca_issued_client(&server, |_| {});
+    assert!(
+        !tls_refuses(&server, valid).await,
+        "control certificate should pass TLS"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_server_name_is_refused_by_the_device() {
+    // NA-06: the bundle names a host the server certificate was not issued for.
+    let server = TestServer::start().await;
+    let bundle = sealsync_server::enroll_ticket(
+        &server.data_dir(),
+        "acme",
+        std::time::Duration::from_secs(600),
+        Some(&format!("https://localhost:{}", server.addr.port())),
+    )
+    .expect("ticket");
+    let result = sealsync_client::Replica::enroll(
+        &server.home("misnamed"),
+        &bundle,
+        crate::kit::opts("misnamed"),
+    )
+    .await;
+    let err = result.expect_err("a certificate for 127.0.0.1 was accepted for localhost");
+    assert!(
+        err.to_string().to_lowercase().contains("tls") || err.to_string().contains("certificate"),
+        "{err}"
+    );
     server.stop().await;
 }
