@@ -399,9 +399,7 @@ impl Replica {
         // the server gave to a batch of ours (already in our chain), move past it.
         if let Some(own) = own {
             let start = coll.cursor;
-            while own.contains(&(coll.cursor + 1)) {
-                coll.cursor += 1;
-            }
+            coll.cursor = skip_own(start, own);
             if coll.cursor != start {
                 self.store.set_cursor(coll.id, coll.cursor)?;
             }
@@ -425,6 +423,15 @@ impl Replica {
                         "the server moved the log cursor back from {} to {} (rollback?)",
                         coll.cursor, resp.next
                     ),
+                });
+                return Ok(());
+            }
+            if let Err(why) = check_page_indices(coll.cursor, &resp.entries, resp.next) {
+                report.errors.push(SyncIssue {
+                    collection: coll.name.clone(),
+                    check: "cursor".into(),
+                    author: None,
+                    message: format!("the server sent an inconsistent page: {why}"),
                 });
                 return Ok(());
             }
@@ -549,6 +556,44 @@ impl Replica {
         }
         Ok(out)
     }
+}
+
+/// The cursor moved past the log indices the server gave to our own just-pushed batches
+/// (`own`) that directly follow `cursor`. Never overflows.
+pub(crate) fn skip_own(mut cursor: u64, own: &BTreeSet<u64>) -> u64 {
+    while let Some(next) = cursor.checked_add(1)
+        && own.contains(&next)
+    {
+        cursor = next;
+    }
+    cursor
+}
+
+/// Checks the server-chosen indices of a pull page asked for after `cursor` (MS-31): the
+/// entries' indices strictly increase above `cursor`, and `next` is the last of them, or
+/// `cursor` itself for an empty page. Anything else would move the cursor past batches
+/// never received (skipping them for good) or to a bogus value that locks the log.
+pub(crate) fn check_page_indices(
+    cursor: u64,
+    entries: &[LogEntry],
+    next: u64,
+) -> Result<(), String> {
+    let mut last = cursor;
+    for e in entries {
+        if e.index <= last {
+            return Err(format!(
+                "log index {} does not follow {last} (cursor {cursor})",
+                e.index
+            ));
+        }
+        last = e.index;
+    }
+    if next != last {
+        return Err(format!(
+            "next cursor {next} is not the last log index {last} of the page"
+        ));
+    }
+    Ok(())
 }
 
 /// Author id claimed by an unverified header, for error reports only.

@@ -261,3 +261,45 @@ fn futures_are_send(a: &mut Replica, b: &mut Replica, c: &mut Replica) {
         crate::EnrollOptions::default(),
     ));
 }
+
+#[test]
+fn pull_page_indices_must_match_the_cursor_and_next() {
+    // MS-31, MS-36: the log indices and the `next` cursor of a pull page come from the
+    // server. A page is usable only when its entries' indices strictly increase above the
+    // cursor and `next` is the last one (or the cursor itself for an empty page): a `next`
+    // beyond the entries would skip batches for good, and a bogus `u64::MAX` would lock the
+    // log.
+    use crate::sync::check_page_indices;
+    let e = |index: u64| LogEntry { index, batch: None };
+    assert!(check_page_indices(0, &[], 0).is_ok());
+    assert!(check_page_indices(5, &[], 5).is_ok());
+    assert!(check_page_indices(5, &[e(6), e(9)], 9).is_ok());
+    for (cursor, page, next) in [
+        (5, vec![], u64::MAX),
+        (5, vec![], 6),
+        (5, vec![e(6), e(7)], 9),
+        (5, vec![e(6), e(7)], u64::MAX),
+        (5, vec![e(6), e(7)], 6),
+        (5, vec![e(5), e(7)], 7),
+        (5, vec![e(7), e(6)], 6),
+        (5, vec![e(6), e(6)], 6),
+        (0, vec![e(0)], 0),
+    ] {
+        assert!(
+            check_page_indices(cursor, &page, next).is_err(),
+            "cursor {cursor}, next {next}, indices {:?}",
+            page.iter().map(|e| e.index).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn skipping_own_batches_never_overflows_the_cursor() {
+    // BI-07, MS-31: a cursor at u64::MAX (an index a server chose) must not panic.
+    use crate::sync::skip_own;
+    let own: std::collections::BTreeSet<u64> = [u64::MAX, 0, 4, 5, 7].into_iter().collect();
+    assert_eq!(skip_own(u64::MAX, &own), u64::MAX);
+    assert_eq!(skip_own(3, &own), 5);
+    assert_eq!(skip_own(5, &own), 5);
+    assert_eq!(skip_own(u64::MAX - 1, &own), u64::MAX);
+}
