@@ -31,7 +31,12 @@ impl Replica {
                 let id = DeviceId::from_slice(&d.device_id).ok()?;
                 Some(PendingDeviceInfo {
                     device_id: id.to_string(),
-                    name: d.name,
+                    // Display text from the server: no control characters (terminal escapes).
+                    name: d
+                        .name
+                        .chars()
+                        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+                        .collect(),
                     enrolled_ms: d.enrolled_ms,
                 })
             })
@@ -97,9 +102,12 @@ impl Replica {
             if !sealsync_crypto::approval_code_matches(&expected, code) {
                 return Err(ClientError::Approval(MISMATCH.into()));
             }
-            if listed.name.is_empty() || listed.name.len() > sealsync_core::MAX_DEVICE_NAME_BYTES {
+            if listed.name.is_empty()
+                || listed.name.len() > sealsync_core::MAX_DEVICE_NAME_BYTES
+                || listed.name.chars().any(char::is_control)
+            {
                 return Err(ClientError::Approval(format!(
-                    "device {id} has an empty or over-long name"
+                    "device {id} has an empty or over-long name, or one with control characters"
                 )));
             }
             let entry = self.roster.make_add(

@@ -312,6 +312,43 @@ async fn substituted_keys_make_the_approval_code_mismatch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_in_a_listed_device_name_are_never_shown_or_signed() {
+    // MS-22, BI-10: device names listed by the server are untrusted display text. A name
+    // with terminal escapes (which the server itself never accepts at enrollment) must not
+    // reach the user's terminal through `pending`, nor be signed into the roster by
+    // `approve`, where every device would show it.
+    let server = TestServer::start().await;
+    let mut a = server.enroll("first").await.replica;
+    let second = server.enroll("second").await;
+    let code = second.approval_code.clone().unwrap();
+    let evil = "ok\u{1b}[2K\r0123456789abcdef0123456789abcdef\tphone";
+    server
+        .db()
+        .execute(
+            "UPDATE devices SET name = ?1 WHERE device_id = ?2",
+            rusqlite::params![evil, second.device_id.0.to_vec()],
+        )
+        .unwrap();
+    let pending = a.pending_devices().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].device_id, second.device_id.to_string());
+    assert!(
+        !pending[0].name.chars().any(char::is_control),
+        "{:?}",
+        pending[0].name
+    );
+    let err = a
+        .approve(&second.device_id.to_string(), &code)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Approval(_)), "{err}");
+    let mut b = second.replica;
+    b.sync().await.unwrap();
+    assert_eq!(b.status().unwrap().state, DeviceState::Pending);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roster_entry_injected_by_the_server_is_refused() {
     // MS-11, MS-12: an ADD signed by a non-member is refused and nothing changes locally.
     let server = TestServer::start().await;
