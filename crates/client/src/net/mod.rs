@@ -310,19 +310,35 @@ async fn request(
     if status.is_success() {
         return Ok(body);
     }
+    Err(server_error(status, &body, &method, path))
+}
+
+/// [`ClientError::Server`] from a non-2xx response. `code` and `error_id` are the server's
+/// text, printed to the user: control characters (terminal escapes) are replaced.
+fn server_error(
+    status: http::StatusCode,
+    body: &[u8],
+    method: &http::Method,
+    path: &str,
+) -> ClientError {
     let err: sealsync_proto::ErrorResponse =
-        sealsync_proto::decode_limited(&body, 64 * 1024).unwrap_or_default();
+        sealsync_proto::decode_limited(body, 64 * 1024).unwrap_or_default();
+    let clean = |s: String| -> String {
+        s.chars()
+            .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+            .collect()
+    };
     let code = if err.code.is_empty() {
         status.as_str().to_string()
     } else {
-        err.code
+        clean(err.code)
     };
-    Err(ClientError::Server {
+    ClientError::Server {
         status: status.as_u16(),
         code,
-        error_id: err.error_id,
+        error_id: clean(err.error_id),
         request: format!("{method} {path}"),
-    })
+    }
 }
 
 /// Object-safe view of a protobuf message (so request helpers take `&dyn`).
@@ -340,6 +356,41 @@ impl<M: Message> ErasedMessage for M {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_error_text_has_no_control_characters() {
+        // MS-41, BI-18: `code` and `error_id` come from the server and end up in the one-line
+        // error the CLI prints; terminal escapes in them must not reach the terminal.
+        let body = sealsync_proto::ErrorResponse {
+            code: "conflict\u{1b}[2K\rall good".into(),
+            error_id: "id\n\u{7}".into(),
+            message: String::new(),
+        }
+        .encode_to_vec();
+        let err = server_error(
+            http::StatusCode::CONFLICT,
+            &body,
+            &http::Method::POST,
+            "/v1/batches",
+        );
+        let text = err.to_string();
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert!(
+            matches!(&err, ClientError::Server { status: 409, code, .. } if code.starts_with("conflict")),
+            "{err:?}"
+        );
+        // Without an ErrorResponse body, the status code stands in.
+        let err = server_error(
+            http::StatusCode::BAD_GATEWAY,
+            b"\xff",
+            &http::Method::GET,
+            "/v1/status",
+        );
+        assert!(
+            matches!(&err, ClientError::Server { code, .. } if code == "502"),
+            "{err:?}"
+        );
+    }
 
     #[test]
     fn parses_urls() {
