@@ -361,8 +361,12 @@ impl Store {
         descriptor_pushed: bool,
     ) -> Result<CollInfo, ClientError> {
         validate_collection_name(name)?;
-        let hlc = self.clock.tick(self.time.now());
-        let tx = self.conn.transaction()?;
+        let now = self.time.now();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        catch_up_clock(&mut self.clock, &tx)?;
+        let hlc = self.clock.tick(now);
         tx.prepare_cached(
             "INSERT INTO collections (name, policy, cid, descriptor_pushed, created_hlc) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
@@ -427,6 +431,26 @@ fn row_to_coll(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<CollInfo, Clien
             created_hlc: Hlc(created as u64),
         })
     })())
+}
+
+/// Raises `clock` to the last HLC stored in the database, read inside the caller's
+/// IMMEDIATE transaction: another handle on this replica (another process, e.g. a `put`
+/// while a `sync` runs) may have issued or observed later values since this one loaded it,
+/// and an HLC must never be issued twice (it makes the version id).
+pub(crate) fn catch_up_clock(clock: &mut HlcClock, conn: &Connection) -> Result<(), ClientError> {
+    let stored: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT v FROM meta WHERE k = ?1")?
+        .query_row([meta::HLC_LAST], |r| r.get(0))
+        .optional()?;
+    if let Some(b) = stored {
+        let stored = Hlc(u64::from_be_bytes(
+            b.try_into().map_err(|_| corrupt("bad hlc"))?,
+        ));
+        if stored > clock.last() {
+            *clock = HlcClock::new(stored);
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn set_meta_tx(

@@ -59,6 +59,10 @@ impl Store {
         page: VerifiedPage,
     ) -> Result<usize, ClientError> {
         let now = self.time.now();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        super::catch_up_clock(&mut self.clock, &tx)?;
         for b in &page.batches {
             // Remote clocks beyond the drift bound (from trusted time) are not adopted
             // (docs/protocol.md): adopting one would make this device's next batch too far
@@ -66,7 +70,6 @@ impl Store {
             let _ = self.clock.observe(b.hlc_max, now);
         }
         let hlc = self.clock.last();
-        let tx = self.conn.transaction()?;
         let mut versions = Vec::new();
         for b in page.batches {
             advance_chain(&tx, &b.author, coll.id, b.seq, &b.hash, b.hlc_max)?;

@@ -260,7 +260,10 @@ impl Store {
     ) -> Result<Vec<VersionId>, ClientError> {
         let mut ids = Vec::with_capacity(items.len());
         let now = self.time.now();
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        super::catch_up_clock(&mut self.clock, &tx)?;
         for (rkey, deleted, value) in items {
             let supersedes = if supersede_heads {
                 record_row(&tx, coll, rkey)?

@@ -173,3 +173,35 @@ fn learned_clock_offset_is_durable_and_pulls_fast_ticks_back() {
     assert_eq!(r.store.time.offset_ms, Some(-HOUR));
     assert_eq!(r.store.time.skew_ms, 0, "the test skew is not persisted");
 }
+
+#[test]
+fn two_handles_on_one_replica_never_issue_the_same_version_id() {
+    // CF-01, CF-13: two processes on one home directory (a `put` while a `sync` runs) each
+    // keep the HLC in memory. A version id issued by one must never be issued again by the
+    // other: on the same key the second put would be silently dropped (INSERT OR IGNORE),
+    // on another key two mutations with one HLC could never be sealed into a batch.
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = offline_replica(dir.path());
+    a.put("notes", "seed", b"0").unwrap();
+    let mut b = Replica::open(dir.path()).unwrap();
+    // Wall clocks behind the last HLC (e.g. pulled back by trusted time): ticks are last + 1.
+    a.set_clock_skew_for_tests(-3_600_000);
+    b.set_clock_skew_for_tests(-3_600_000);
+    let va = a.put("notes", "k", b"from a").unwrap();
+    let vb = b.put("notes", "k", b"from b").unwrap();
+    assert_ne!(va, vb);
+    b.put("notes", "other", b"b").unwrap();
+    a.put("notes", "third", b"a").unwrap();
+    assert_eq!(a.history("notes", "k").unwrap().len(), 2, "a put was lost");
+    assert_eq!(
+        a.get("notes", "k").unwrap().as_deref(),
+        Some(&b"from b"[..])
+    );
+    assert_eq!(a.seal_outbox().unwrap(), 1);
+    // And a handle that reopens later continues above every id issued.
+    drop(b);
+    let mut c = Replica::open(dir.path()).unwrap();
+    c.set_clock_skew_for_tests(-3_600_000);
+    let vc = c.put("notes", "k", b"from c").unwrap();
+    assert!(vc > va && vc > vb);
+}
