@@ -14,8 +14,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use sealsync_client::{DeviceState, EnrollOptions, Replica};
-use sealsync_core::{BatchDraft, CollectionId, DeviceId, Hlc, SealedBatch};
-use sealsync_crypto::{KxSecretKey, SigningKey, SymmetricKey};
+use sealsync_core::{BatchDraft, CollectionId, DeviceId, GenesisParams, Hlc, Roster, SealedBatch};
+use sealsync_crypto::{KdfParams, KxSecretKey, SigningKey, SymmetricKey};
 use sealsync_proto::Message as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -258,9 +258,21 @@ impl RawClient {
 pub(crate) struct RawDevice {
     pub(crate) account: String,
     pub(crate) sign: SigningKey,
+    pub(crate) kx: KxSecretKey,
     pub(crate) device_id: DeviceId,
     pub(crate) client: RawClient,
     pub(crate) chain: (u64, [u8; 32]),
+}
+
+/// The device name every raw enrollment uses.
+const RAW_NAME: &str = "raw";
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
 }
 
 /// A new TLS key and a CSR for it.
@@ -271,11 +283,13 @@ pub(crate) fn tls_key_and_csr() -> (rcgen::KeyPair, Vec<u8>) {
     (key, csr.der().to_vec())
 }
 
-/// Posts an enrollment request with `ticket`; returns the HTTP status and body.
+/// Posts an enrollment request with `ticket` and the keys `sign` and `kx`; returns the HTTP
+/// status and body.
 pub(crate) async fn raw_enroll(
     server: &TestServer,
     ticket: &[u8],
     sign: &SigningKey,
+    kx: &KxSecretKey,
     csr: Vec<u8>,
 ) -> (u16, Vec<u8>) {
     let config = client_config(&server.ca_der(), None, sealsync_proto::ALPN_ENROLL);
@@ -284,10 +298,10 @@ pub(crate) async fn raw_enroll(
         .expect("enroll connect");
     let req = sealsync_proto::EnrollRequest {
         ticket: ticket.to_vec(),
-        name: "raw".into(),
+        name: RAW_NAME.into(),
         csr_der: csr,
         sign_pk: sign.verifying_key().to_bytes().to_vec(),
-        kx_pk: KxSecretKey::generate().public_key().to_bytes().to_vec(),
+        kx_pk: kx.public_key().to_bytes().to_vec(),
     };
     client
         .request("POST", "/v1/enroll", req.encode_to_vec())
@@ -296,11 +310,62 @@ pub(crate) async fn raw_enroll(
 }
 
 impl RawDevice {
+    /// Enrolls a raw device in `account` and makes it a roster member: when the account has
+    /// no roster yet (the device is its first), it posts a genesis for its enrolled keys.
+    /// Pushing batches and posting descriptors need roster membership. An account that
+    /// already has a roster is not touched (the device then stays pending).
     pub(crate) async fn enroll(server: &TestServer, account: &str) -> Self {
+        let (mut dev, roster) = Self::enroll_inner(server, account).await;
+        if roster.is_empty() {
+            dev.post_genesis().await;
+        }
+        dev
+    }
+
+    /// Enrolls a raw device in `account` and leaves it pending: admitted by the operator,
+    /// never added to the account's roster.
+    pub(crate) async fn enroll_pending(server: &TestServer, account: &str) -> Self {
+        Self::enroll_inner(server, account).await.0
+    }
+
+    /// Posts a genesis naming this device (its enrolled keys) as the account's first member,
+    /// with a throwaway recovery key (raw devices never recover).
+    async fn post_genesis(&mut self) {
+        let recovery = SigningKey::generate();
+        let genesis = Roster::make_genesis(GenesisParams {
+            account: &self.account,
+            signing: &self.sign,
+            kx_pk: &self.kx.public_key(),
+            name: RAW_NAME,
+            recovery_pk: &recovery.verifying_key(),
+            recovery_salt: &sealsync_crypto::random_array::<16>(),
+            recovery_kdf: KdfParams::DEFAULT,
+            now_ms: now_ms(),
+        });
+        Roster::from_genesis(&genesis, &self.account).expect("own genesis verifies");
+        let (status, body) = self
+            .client
+            .request("POST", "/v1/roster", genesis.encode_to_vec())
+            .await
+            .expect("post genesis");
+        assert_eq!(
+            status,
+            200,
+            "genesis refused: {:?}",
+            sealsync_proto::decode::<sealsync_proto::ErrorResponse>(&body)
+        );
+    }
+
+    /// Enrolls and connects; returns the device and the roster sent at enrollment.
+    async fn enroll_inner(
+        server: &TestServer,
+        account: &str,
+    ) -> (Self, Vec<sealsync_proto::SignedRosterEntry>) {
         let bundle = parse_bundle(&server.bundle(account));
         let sign = SigningKey::generate();
+        let kx = KxSecretKey::generate();
         let (tls_key, csr) = tls_key_and_csr();
-        let (status, body) = raw_enroll(server, &bundle.ticket, &sign, csr).await;
+        let (status, body) = raw_enroll(server, &bundle.ticket, &sign, &kx, csr).await;
         assert_eq!(status, 200, "enroll refused");
         let resp: sealsync_proto::EnrollResponse =
             sealsync_proto::decode(&body).expect("EnrollResponse");
@@ -315,13 +380,15 @@ impl RawDevice {
             .expect("mTLS connect");
         let device_id = DeviceId(sealsync_crypto::device_id(&sign.verifying_key()));
         assert_eq!(resp.device_id, device_id.0.to_vec());
-        Self {
+        let dev = Self {
             account: account.into(),
             sign,
+            kx,
             device_id,
             client,
             chain: (0, [0; 32]),
-        }
+        };
+        (dev, resp.roster)
     }
 
     /// Seals the next batch of this device in `collection` (not yet sent) with one mutation.
@@ -343,10 +410,7 @@ impl RawDevice {
         key: &str,
         value: &[u8],
     ) -> SealedBatch {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis() as u64;
+        let now = now_ms();
         let draft = BatchDraft {
             account: self.account.clone(),
             collection,

@@ -236,17 +236,19 @@ async fn ticket_used_twice_is_refused() {
     let server = TestServer::start().await;
     let bundle = parse_bundle(&server.bundle("acme"));
     let sign = sealsync_crypto::SigningKey::generate();
+    let kx = sealsync_crypto::KxSecretKey::generate();
     let (_key, csr) = tls_key_and_csr();
-    let (status, _) = raw_enroll(&server, &bundle.ticket, &sign, csr).await;
+    let (status, _) = raw_enroll(&server, &bundle.ticket, &sign, &kx, csr).await;
     assert_eq!(status, 200);
     let second = sealsync_crypto::SigningKey::generate();
     let (_key2, csr2) = tls_key_and_csr();
-    let (status, body) = raw_enroll(&server, &bundle.ticket, &second, csr2).await;
+    let second_kx = sealsync_crypto::KxSecretKey::generate();
+    let (status, body) = raw_enroll(&server, &bundle.ticket, &second, &second_kx, csr2).await;
     assert_eq!(status, 401, "a used ticket enrolled a second device");
     assert_generic_error(&body);
-    // The refused device does not exist on the server: the enrolled one sees only itself
-    // among the account's devices waiting for approval.
-    let mut dev = RawDevice::enroll(&server, "acme").await;
+    // The refused device does not exist on the server: the enrolled ones (both left pending,
+    // no genesis) are the only devices waiting for approval.
+    let mut dev = RawDevice::enroll_pending(&server, "acme").await;
     let (status, body) = dev
         .client
         .request("GET", "/v1/devices/pending", Vec::new())
@@ -274,6 +276,7 @@ async fn forged_ticket_is_refused() {
         &server,
         &[0x42; 32],
         &sealsync_crypto::SigningKey::generate(),
+        &sealsync_crypto::KxSecretKey::generate(),
         csr,
     )
     .await;

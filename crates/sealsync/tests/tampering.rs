@@ -1,12 +1,13 @@
-//! A malicious server: the test rewrites the server's own database (the attacker owns it) or
-//! lets an admitted-but-unapproved device inject data, and real devices must refuse what
-//! they pull, keep their local state exactly as it was, and say which check failed.
+//! A malicious server: the test rewrites the server's own database (the attacker owns it),
+//! for example to store a batch of an admitted-but-unapproved device that an honest server
+//! refuses, and real devices must refuse what they pull, keep their local state exactly as
+//! it was, and say which check failed.
 
 use sealsync_client::Replica;
 use sealsync_core::CollectionId;
 use sealsync_proto::Message as _;
 
-use crate::kit::{RawDevice, TestServer, approved_pair};
+use crate::kit::{RawDevice, TestServer, approved_pair, assert_generic_error};
 
 async fn trusted_pair(server: &TestServer) -> (Replica, Replica) {
     let (a, b, _) = approved_pair(server, "acme").await;
@@ -15,6 +16,17 @@ async fn trusted_pair(server: &TestServer) -> (Replica, Replica) {
 
 fn server_db(server: &TestServer) -> rusqlite::Connection {
     rusqlite::Connection::open(server.data_dir().join("sealsync.db")).expect("open server db")
+}
+
+/// `(log_index, device_id, bytes)` of every stored batch, in log order.
+fn stored_batches(server: &TestServer) -> Vec<(i64, Vec<u8>, Vec<u8>)> {
+    server_db(server)
+        .prepare("SELECT log_index, device_id, bytes FROM batches ORDER BY account, cid, log_index")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
 }
 
 /// Snapshot of what a device shows: its root and the records of `notes`.
@@ -72,8 +84,10 @@ async fn altered_stored_batch_is_refused_and_state_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_from_a_device_outside_the_roster_is_refused() {
-    // MS-11, MS-23: the operator admitted a device the users never approved; it writes into
-    // the account's collection, and the server (which cannot tell) stores it.
+    // MS-11, MS-23, CD-12: the operator admitted a device the users never approved and it
+    // writes into the account's collection. An honest server refuses the push (the device is
+    // not in the roster); a malicious server stores the batch anyway, and every member must
+    // refuse it on pull.
     let server = TestServer::start().await;
     let (mut a, mut b) = trusted_pair(&server).await;
     a.put("notes", "k", b"genuine").expect("put");
@@ -84,13 +98,51 @@ async fn batch_from_a_device_outside_the_roster_is_refused() {
         .expect("cid");
     let cid = CollectionId(cid.try_into().expect("16 bytes"));
 
-    let mut rogue = RawDevice::enroll(&server, "acme").await;
+    let mut rogue = RawDevice::enroll_pending(&server, "acme").await;
     let forged = rogue.next_batch(cid, "k", b"forged by an unapproved device");
+    let stored_before = stored_batches(&server);
+    let (status, body) = rogue.push(&[&forged]).await;
     assert_eq!(
-        rogue.push(&[&forged]).await.0,
-        200,
-        "the server cannot judge roster membership"
+        status, 403,
+        "the server accepted a push from outside the roster"
     );
+    assert_eq!(assert_generic_error(&body).code, "forbidden");
+    assert_eq!(
+        stored_batches(&server),
+        stored_before,
+        "a refused push changed the stored log"
+    );
+
+    // The malicious server stores it anyway, as the next entry of the collection's log.
+    {
+        let db = server_db(&server);
+        let next_index: i64 = db
+            .query_row(
+                "SELECT coalesce(max(log_index), 0) + 1 FROM batches WHERE account = ?1 AND cid = ?2",
+                rusqlite::params!["acme", cid.0],
+                |r| r.get(0),
+            )
+            .expect("next log index");
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as i64;
+        db.execute(
+            "INSERT INTO batches (account, cid, log_index, device_id, seq, hash, created_ms, bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            rusqlite::params![
+                "acme",
+                cid.0,
+                next_index,
+                rogue.device_id.0,
+                forged.header.seq as i64,
+                forged.hash,
+                now_ms,
+                forged.sealed.encode_to_vec(),
+            ],
+        )
+        .expect("inject");
+    }
 
     for device in [&mut a, &mut b] {
         let before = snapshot(device);

@@ -180,6 +180,7 @@ async fn sample_batch_shows_metadata_only() {
         "no batch stored yet"
     );
     let mut dev = Device::enroll(&server, "acme", "a").await;
+    dev.post_genesis().await;
     let batch = dev.batch(
         sealsync_core::CollectionId([4; 16]),
         1,

@@ -2,47 +2,16 @@
 //! collections, push and pull, admission on every request, limits and generic errors.
 
 use sealsync_core::{
-    AccountKeys, CollectionId, Hlc, NewMember, Policy, Roster, seal_descriptor, seal_envelope,
+    AccountKeys, CollectionId, Hlc, Policy, Roster, seal_descriptor, seal_envelope,
     seal_recovery_blob,
 };
-use sealsync_crypto::{KdfParams, RecoveryKeys, SigContext, SigningKey, SymmetricKey};
-use sealsync_proto::{PushRequest, PushResponse, SealedList, SignedRosterEntry};
+use sealsync_crypto::SigContext;
+use sealsync_proto::{PushRequest, PushResponse, SealedList};
 
-use crate::kit::{Device, H2, TLS13, TestServer, client_config, generic_error, key_der, now_ms};
-
-fn recovery_keys() -> RecoveryKeys {
-    RecoveryKeys {
-        signing: SigningKey::generate(),
-        blob_key: SymmetricKey::generate(),
-    }
-}
-
-fn genesis(dev: &Device, rk: &RecoveryKeys) -> SignedRosterEntry {
-    Roster::make_genesis(sealsync_core::GenesisParams {
-        account: &dev.account,
-        signing: &dev.sign,
-        kx_pk: &dev.kx.public_key(),
-        name: &dev.name,
-        recovery_pk: &rk.signing.verifying_key(),
-        recovery_salt: &[7; 16],
-        recovery_kdf: KdfParams::DEFAULT,
-        now_ms: now_ms(),
-    })
-}
-
-fn add_entry(roster: &Roster, signer: &Device, new: &Device) -> SignedRosterEntry {
-    roster.make_add(
-        &signer.sign,
-        signer.id,
-        NewMember {
-            device_id: new.id,
-            sign_pk: &new.sign.verifying_key(),
-            kx_pk: &new.kx.public_key(),
-            name: &new.name,
-        },
-        now_ms(),
-    )
-}
+use crate::kit::{
+    Device, H2, TLS13, TestServer, add_entry, client_config, generic_error, genesis, key_der,
+    now_ms, recovery_keys,
+};
 
 #[tokio::test]
 async fn roster_pending_envelopes_and_recovery() {
@@ -190,6 +159,10 @@ async fn collection_descriptors_are_verified_and_idempotent() {
     let mut a = Device::enroll(&server, "acme", "a").await;
     let mut b = Device::enroll(&server, "acme", "b").await;
     let mut x = Device::enroll(&server, "globex", "x").await;
+    // All three are roster members, so the refusals below are for the reasons they name.
+    let mut roster = a.post_genesis().await;
+    a.add_member(&mut roster, &b).await;
+    x.post_genesis().await;
     let keys = AccountKeys::generate();
     let (_, sealed) = seal_descriptor(
         &a.sign,
@@ -246,6 +219,8 @@ async fn collection_descriptors_are_verified_and_idempotent() {
 async fn push_and_pull_page_through_the_log() {
     let server = TestServer::start().await;
     let mut a = Device::enroll(&server, "acme", "a").await;
+    a.post_genesis().await;
+    // B is pending (not in the roster): it cannot push, but it may pull (ciphertext only).
     let mut b = Device::enroll(&server, "acme", "b").await;
     let cid = CollectionId([3; 16]);
     let b1 = a.batch(cid, 1, [0; 32], b"one");
@@ -325,10 +300,98 @@ async fn push_and_pull_page_through_the_log() {
 }
 
 #[tokio::test]
+async fn a_pending_device_cannot_push_or_post_descriptors() {
+    // CD-12, MS-11: a device the operator admitted (enrolled with a ticket) but the users
+    // never approved is not in the roster. Every member would refuse its batches, and a
+    // refused batch stalls the whole collection for them, so the server stores nothing it
+    // writes: 403 before the body is read, then the same request passes once it is a member.
+    let server = TestServer::start().await;
+    let mut a = Device::enroll(&server, "acme", "a").await;
+    let mut roster = a.post_genesis().await;
+    let mut p = Device::enroll(&server, "acme", "pending").await;
+    let cid = CollectionId([5; 16]);
+    let hex = hex::encode(cid.0);
+    let batch = p.batch(cid, 1, [0; 32], b"from a pending device");
+    let push = PushRequest {
+        batches: vec![batch.sealed.clone()],
+    };
+    let keys = AccountKeys::generate();
+    let (_, descriptor) = seal_descriptor(
+        &p.sign,
+        p.id,
+        "acme",
+        &keys,
+        "notes",
+        Policy::Lww,
+        Hlc::from_parts(now_ms(), 0),
+    )
+    .unwrap();
+
+    let (status, body) = p.send("POST", "/v1/batches", &push).await;
+    assert_eq!(status, 403, "a pending device pushed");
+    assert_eq!(generic_error(&body).code, "forbidden");
+    let (status, body) = p.send("POST", "/v1/collections", &descriptor).await;
+    assert_eq!(status, 403, "a pending device posted a descriptor");
+    assert_eq!(generic_error(&body).code, "forbidden");
+    // Membership is checked before the body is read: an oversized body is not even looked at.
+    let (status, body) =
+        p.h2.request(
+            "POST",
+            "/v1/batches",
+            vec![0u8; sealsync_proto::MAX_MESSAGE_BYTES + 1],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 403);
+    assert_eq!(generic_error(&body).code, "forbidden");
+
+    // Nothing was stored: not in the log, not in the descriptors, not as a chain head.
+    let (status, body) = a.get(&format!("/v1/batches?collection={hex}")).await;
+    assert_eq!(status, 200);
+    let page: sealsync_proto::PullResponse = sealsync_proto::decode(&body).unwrap();
+    assert!(
+        page.entries.is_empty(),
+        "a pending device's batch was stored"
+    );
+    let (_, body) = a.get("/v1/collections").await;
+    assert!(
+        sealsync_proto::decode::<SealedList>(&body)
+            .unwrap()
+            .items
+            .is_empty(),
+        "a pending device's descriptor was stored"
+    );
+    let db = rusqlite::Connection::open(server.data_dir().join("sealsync.db")).unwrap();
+    for table in ["batches", "chains", "collections"] {
+        let n: i64 = db
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0, "{table} holds a row written by a pending device");
+    }
+    drop(db);
+
+    // Reading stays open to an admitted device of the account (it sees only ciphertext).
+    assert_eq!(p.get(&format!("/v1/batches?collection={hex}")).await.0, 200);
+    assert_eq!(p.get("/v1/collections").await.0, 200);
+    assert_eq!(p.get(&format!("/v1/chain?collection={hex}")).await.0, 200);
+
+    // Once approved (an ADD by a member), the very same requests are accepted.
+    a.add_member(&mut roster, &p).await;
+    let (status, body) = p.send("POST", "/v1/batches", &push).await;
+    assert_eq!(status, 200);
+    let resp: PushResponse = sealsync_proto::decode(&body).unwrap();
+    assert_eq!(resp.results[0].log_index, 1);
+    assert!(!resp.results[0].duplicate);
+    assert_eq!(p.send("POST", "/v1/collections", &descriptor).await.0, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn admission_is_checked_on_every_request() {
     // CD-01, NA-04
     let server = TestServer::start().await;
     let mut a = Device::enroll(&server, "acme", "a").await;
+    a.post_genesis().await;
     assert_eq!(a.get("/v1/status").await.0, 200);
 
     // A certificate from our CA with A's id but not the one issued to A: refused.
@@ -398,6 +461,7 @@ async fn small_endpoints_refuse_bodies_above_one_mib() {
     // BI-01
     let server = TestServer::start().await;
     let mut a = Device::enroll(&server, "acme", "a").await;
+    a.post_genesis().await;
     let limit = 1024 * 1024;
     for path in ["/v1/roster", "/v1/collections"] {
         let (status, body) =

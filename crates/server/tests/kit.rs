@@ -13,9 +13,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::SupportedProtocolVersion;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use sealsync_core::{BatchDraft, CollectionId, DeviceId, Hlc, SealedBatch};
-use sealsync_crypto::{KxSecretKey, SigningKey, SymmetricKey};
-use sealsync_proto::Message;
+use sealsync_core::{BatchDraft, CollectionId, DeviceId, Hlc, NewMember, Roster, SealedBatch};
+use sealsync_crypto::{KdfParams, KxSecretKey, RecoveryKeys, SigningKey, SymmetricKey};
+use sealsync_proto::{Message, SignedRosterEntry};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -228,6 +228,44 @@ pub(crate) fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// A recovery key pair made by the test (no secret derives it: tests never recover).
+pub(crate) fn recovery_keys() -> RecoveryKeys {
+    RecoveryKeys {
+        signing: SigningKey::generate(),
+        blob_key: SymmetricKey::generate(),
+    }
+}
+
+/// The genesis of `dev`'s account with `dev` (its enrolled keys) as the first member.
+pub(crate) fn genesis(dev: &Device, rk: &RecoveryKeys) -> SignedRosterEntry {
+    Roster::make_genesis(sealsync_core::GenesisParams {
+        account: &dev.account,
+        signing: &dev.sign,
+        kx_pk: &dev.kx.public_key(),
+        name: &dev.name,
+        recovery_pk: &rk.signing.verifying_key(),
+        recovery_salt: &[7; 16],
+        recovery_kdf: KdfParams::DEFAULT,
+        now_ms: now_ms(),
+    })
+}
+
+/// An `ADD` entry for `new` (its enrolled keys) as the next entry of `roster`, signed by
+/// `signer`.
+pub(crate) fn add_entry(roster: &Roster, signer: &Device, new: &Device) -> SignedRosterEntry {
+    roster.make_add(
+        &signer.sign,
+        signer.id,
+        NewMember {
+            device_id: new.id,
+            sign_pk: &new.sign.verifying_key(),
+            kx_pk: &new.kx.public_key(),
+            name: &new.name,
+        },
+        now_ms(),
+    )
+}
+
 /// A device enrolled with keys made by the test, connected over mutual TLS.
 pub(crate) struct Device {
     pub(crate) account: String,
@@ -284,6 +322,35 @@ impl Device {
             enrolled,
             h2,
         }
+    }
+
+    /// Makes this device the first roster member of its account (which must have no roster
+    /// yet) by posting a genesis for its enrolled keys; returns the verified roster. Pushing
+    /// batches and posting descriptors need roster membership.
+    pub(crate) async fn post_genesis(&mut self) -> Roster {
+        let g = genesis(self, &recovery_keys());
+        let (status, body) = self.send("POST", "/v1/roster", &g).await;
+        assert_eq!(
+            status,
+            200,
+            "genesis refused: {:?}",
+            sealsync_proto::decode::<sealsync_proto::ErrorResponse>(&body)
+        );
+        Roster::from_genesis(&g, &self.account).unwrap()
+    }
+
+    /// Adds `new` (enrolled in this device's account) to `roster` with an `ADD` signed and
+    /// posted by this member.
+    pub(crate) async fn add_member(&mut self, roster: &mut Roster, new: &Device) {
+        let entry = add_entry(roster, self, new);
+        let (status, body) = self.send("POST", "/v1/roster", &entry).await;
+        assert_eq!(
+            status,
+            200,
+            "ADD refused: {:?}",
+            sealsync_proto::decode::<sealsync_proto::ErrorResponse>(&body)
+        );
+        roster.apply(&entry).unwrap();
     }
 
     pub(crate) async fn get(&mut self, path: &str) -> (u16, Vec<u8>) {

@@ -1,12 +1,19 @@
 //! Data endpoints: collection descriptors, batch push, batch pull and the caller's chain
 //! head.
 //!
-//! Push checks, in order, before anything is stored: body size (BI-01), decode, then per
-//! batch `sealsync_core::verify_batch` with the caller's enrolled key only (so a batch
-//! naming another author is refused, CD-07), account, drift bound (CD-08); then one storage
-//! transaction applies the chain checks (gap BI-07, fork/equivocation BI-08, duplicate
-//! NA-08/CF-05). Pull serves only the caller's account's logs (BI-16) in pages capped at
-//! [`MAX_PULL_ENTRIES`] entries and about [`MAX_PULL_BYTES`] (BI-17).
+//! Writing (push, descriptor) needs roster membership ([`Member`], checked before the body
+//! is read): every roster device refuses a batch whose author is outside its verified
+//! roster, and a refused batch is refused whole, so a stored batch of an admitted but
+//! unapproved device would stall that collection's pull for every member (MS-11, CD-12).
+//! Reading (pull, descriptors, chain head) needs only an active device of the account: what
+//! it serves is ciphertext and metadata.
+//!
+//! Push checks, in order, before anything is stored: membership, body size (BI-01), decode,
+//! then per batch `sealsync_core::verify_batch` with the caller's enrolled key only (so a
+//! batch naming another author is refused, CD-07), account, drift bound (CD-08); then one
+//! storage transaction applies the chain checks (gap BI-07, fork/equivocation BI-08,
+//! duplicate NA-08/CF-05). Pull serves only the caller's account's logs (BI-16) in pages
+//! capped at [`MAX_PULL_ENTRIES`] entries and about [`MAX_PULL_BYTES`] (BI-17).
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
@@ -23,8 +30,8 @@ use sealsync_proto::{
 };
 
 use super::{
-    ApiError, AppState, Caller, SMALL_BODY_LIMIT, caller_key, check_suite_and_account, decode,
-    proto, query_pairs, query_u64, raw_proto, read_body, read_small, sealed_list,
+    ApiError, AppState, Caller, Member, SMALL_BODY_LIMIT, caller_key, check_suite_and_account,
+    decode, proto, query_pairs, query_u64, raw_proto, read_body, read_small, sealed_list,
     verify_caller_signed,
 };
 use crate::datadir::now_ms;
@@ -40,7 +47,7 @@ pub(crate) const MAX_PULL_BYTES: usize = 8 * 1024 * 1024;
 
 pub(super) async fn post_collection(
     State(state): State<AppState>,
-    Caller(me): Caller,
+    Member(me): Member,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -119,7 +126,7 @@ fn verify_push(
 
 pub(super) async fn push(
     State(state): State<AppState>,
-    Caller(me): Caller,
+    Member(me): Member,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
