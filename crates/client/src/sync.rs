@@ -12,9 +12,10 @@
 //!    descriptors (adopting the deterministic winner's policy), seal unsent edits into the
 //!    outbox, push the outbox (after a 409, re-sending what a restored server lost: see
 //!    `rollback`), then pull every known collection page by page. Each page is
-//!    verified completely (roster key signature, chain, epoch, commitment, decryption,
-//!    mutation checks) before one transaction applies it and moves the cursor; a failing
-//!    page is refused whole and reported (CF-06, MS-16, MS-23, MS-25, MS-26).
+//!    verified completely (roster key signature, roster head known, chain, epoch,
+//!    commitment, decryption, mutation checks) before one transaction applies it and moves
+//!    the cursor; a failing page is refused whole and reported (CF-06, MS-12, MS-16, MS-23,
+//!    MS-25, MS-26).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -505,6 +506,11 @@ impl Replica {
                 .map_err(|e| fail(header_author(sealed), e))?;
             let author = vh.device;
             vh.check_log(&self.account, &cid)
+                .map_err(|e| fail(author.to_string(), e))?;
+            // MS-12: the author's roster head must be an entry of our verified roster. The
+            // roster was synced at the start of this sync, so an unknown head means the server
+            // showed the author a roster entry it withholds from us (a roster fork).
+            vh.check_roster_head(&self.roster)
                 .map_err(|e| fail(author.to_string(), e))?;
             let state = match chains.get(&author) {
                 Some(s) => *s,

@@ -216,7 +216,8 @@ impl fmt::Display for Conflict {
 pub struct SyncIssue {
     /// Collection name (or blinded id hex when the name is unknown).
     pub collection: String,
-    /// Short name of the failed check (`signature`, `chain`, `decrypt`, `descriptor`, ...).
+    /// Short name of the failed check (`signature`, `roster`, `chain`, `decrypt`, `descriptor`,
+    /// ...).
     pub check: String,
     /// Author device of the refused object, when known.
     pub author: Option<String>,

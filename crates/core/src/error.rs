@@ -56,6 +56,15 @@ pub enum BatchError {
     /// The batch does not extend the author's chain (replay, gap or fork: MS-25, MS-26, BI-07).
     #[error("chain check failed: {0:?}")]
     Chain(ChainCheck),
+    /// The header's `roster_head` is not the hash of an entry of the receiver's verified
+    /// roster (genesis included): the author was shown a roster entry this device was not,
+    /// a roster fork by the server (MS-12). Checked after the signature, so the head is the
+    /// author's own claim.
+    #[error(
+        "roster check failed: the author's roster head {} is not an entry of the verified roster (roster fork?)",
+        hex::encode(.0)
+    )]
+    UnknownRosterHead([u8; 32]),
     /// The caller holds no key for the header's key epoch (MS-08).
     #[error("epoch check failed: unknown key epoch {0}")]
     UnknownEpoch(u32),
@@ -97,8 +106,9 @@ pub enum BatchError {
 
 impl BatchError {
     /// Short name of the failed check for reports and logs: `"size"`, `"decode"`, `"suite"`,
-    /// `"author"`, `"signature"`, `"account"`, `"collection"`, `"chain"`, `"epoch"`,
-    /// `"commitment"`, `"decrypt"`, `"mutations"`, `"clock"`, `"signer"`, `"verify"`.
+    /// `"author"`, `"signature"`, `"account"`, `"collection"`, `"roster"`, `"chain"`,
+    /// `"epoch"`, `"commitment"`, `"decrypt"`, `"mutations"`, `"clock"`, `"signer"`,
+    /// `"verify"`.
     pub fn check(&self) -> &'static str {
         match self {
             BatchError::TooLarge { .. } => "size",
@@ -108,6 +118,7 @@ impl BatchError {
             BatchError::Signature => "signature",
             BatchError::WrongAccount => "account",
             BatchError::WrongCollection => "collection",
+            BatchError::UnknownRosterHead(_) => "roster",
             BatchError::Seq(_) | BatchError::Chain(_) => "chain",
             BatchError::UnknownEpoch(_) => "epoch",
             BatchError::Commitment => "commitment",

@@ -354,6 +354,13 @@ impl Roster {
         self.hashes.last().copied().unwrap_or_default()
     }
 
+    /// Whether `head` is the hash of one of the verified entries, genesis included: a batch
+    /// header's `roster_head` must be one, else its author saw a roster entry this roster
+    /// lacks (MS-12).
+    pub fn contains_head(&self, head: &[u8; 32]) -> bool {
+        self.hashes.contains(head)
+    }
+
     /// Number of entries applied (= the next seq).
     pub fn len(&self) -> u64 {
         self.entries.len() as u64

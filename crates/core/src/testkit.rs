@@ -259,6 +259,7 @@ impl Device {
             seq: self.seq + 1,
             prev_hash: self.prev_hash,
             epoch: keys.current_epoch(),
+            // The model has no roster; devices check roster heads in the client (MS-12).
             roster_head: [0; 32],
             mutations: std::mem::take(&mut self.pending),
         };

@@ -13,6 +13,7 @@ use crate::batch::MAX_BATCH_BYTES;
 use crate::error::BatchError;
 use crate::hlc::{Hlc, within_drift};
 use crate::ids::{BatchHash, CollectionId, DeviceId};
+use crate::roster::Roster;
 
 /// Largest encoded batch header accepted (the real ones are about 200 bytes).
 const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -41,6 +42,24 @@ impl VerifiedHeader {
             return Err(BatchError::WrongCollection);
         }
         Ok(())
+    }
+
+    /// Refuses a batch whose `roster_head` is not the hash of an entry of `roster`, the
+    /// receiver's verified roster (genesis included): [`BatchError::UnknownRosterHead`]
+    /// (MS-12). Devices call it on pull after syncing their roster; the server does not
+    /// (it stores the roster it would hide).
+    pub fn check_roster_head(&self, roster: &Roster) -> Result<(), BatchError> {
+        let head: [u8; 32] = self
+            .header
+            .roster_head
+            .as_slice()
+            .try_into()
+            .map_err(|_| BatchError::Malformed("roster head length"))?;
+        if roster.contains_head(&head) {
+            Ok(())
+        } else {
+            Err(BatchError::UnknownRosterHead(head))
+        }
     }
 
     /// Refuses an `hlc_max` more than `MAX_DRIFT_MS` ahead of `now_ms` (CD-08; the server's

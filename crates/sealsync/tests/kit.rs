@@ -418,6 +418,8 @@ impl RawDevice {
             seq,
             prev_hash: prev,
             epoch: 1,
+            // Raw-device batches only go to the server, which does not check roster heads; a
+            // device would refuse this zero head (MS-12), and the random collection key anyway.
             roster_head: [0; 32],
             mutations: vec![sealsync_proto::Mutation {
                 key: key.into(),

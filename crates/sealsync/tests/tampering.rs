@@ -7,7 +7,7 @@ use sealsync_client::Replica;
 use sealsync_core::CollectionId;
 use sealsync_proto::Message as _;
 
-use crate::kit::{RawDevice, TestServer, approved_pair, assert_generic_error};
+use crate::kit::{RawDevice, TestServer, approved_pair, assert_generic_error, opts};
 
 async fn trusted_pair(server: &TestServer) -> (Replica, Replica) {
     let (a, b, _) = approved_pair(server, "acme").await;
@@ -204,5 +204,86 @@ async fn reordered_log_is_refused() {
     assert_eq!(report.errors.len(), 1, "reordering not reported: {report}");
     assert_eq!(report.errors[0].check, "chain");
     assert_eq!(snapshot(&b), before);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roster_entry_hidden_from_one_device_is_detected_by_its_batches() {
+    // MS-12 (roster fork): A approves C (roster seq 2) and syncs it, then the malicious
+    // server deletes that entry so that B never sees it. A's next batch carries the hash of
+    // seq 2 as its roster head; B, whose roster fetch lacks that entry, refuses the batch
+    // with check "roster", names A, and keeps its state. The limit: the fork shows only once
+    // B pulls a batch written after the hidden entry.
+    let server = TestServer::start().await;
+    let (mut a, mut b) = trusted_pair(&server).await;
+    a.put("notes", "k", b"before").expect("put");
+    a.sync().await.expect("sync");
+    b.sync().await.expect("sync");
+    assert_eq!(
+        b.get("notes", "k").expect("get").as_deref(),
+        Some(&b"before"[..])
+    );
+
+    let third = Replica::enroll(&server.home("third"), &server.bundle("acme"), opts("third"))
+        .await
+        .expect("enroll third");
+    let code = third.approval_code.clone().expect("approval code");
+    a.approve(&third.device_id.to_string(), &code)
+        .await
+        .expect("approve");
+    a.sync().await.expect("sync");
+
+    // The server hides roster seq 2 (A's ADD of C) from now on.
+    let hidden: (Vec<u8>, Vec<u8>, Vec<u8>) = {
+        let db = server_db(&server);
+        let row = db
+            .query_row(
+                "SELECT subject, hash, entry FROM roster WHERE account = 'acme' AND seq = 2",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("roster seq 2");
+        db.execute("DELETE FROM roster WHERE account = 'acme' AND seq = 2", [])
+            .expect("hide roster entry");
+        row
+    };
+
+    // Nothing to detect yet: B pulls no batch written after the hidden entry.
+    let report = b.sync().await.expect("sync");
+    assert!(report.errors.is_empty(), "{report}");
+
+    a.put("notes", "k", b"after").expect("put");
+    let report = a.sync().await.expect("sync");
+    assert!(report.errors.is_empty(), "{report}");
+    assert_eq!(report.pushed_batches, 1);
+
+    let before = snapshot(&b);
+    let report = b.sync().await.expect("sync completes and reports");
+    assert_eq!(report.errors.len(), 1, "roster fork not reported: {report}");
+    assert_eq!(report.errors[0].check, "roster");
+    assert_eq!(report.errors[0].collection, "notes");
+    assert_eq!(
+        report.errors[0].author.as_deref(),
+        Some(a.device_id().to_string().as_str())
+    );
+    assert_eq!(snapshot(&b), before, "a refused batch changed local state");
+    assert_eq!(
+        b.get("notes", "k").expect("get").as_deref(),
+        Some(&b"before"[..])
+    );
+
+    // Once the server serves the entry again, B verifies it and accepts the batch.
+    server_db(&server)
+        .execute(
+            "INSERT INTO roster (account, seq, subject, hash, entry) VALUES ('acme', 2, ?1, ?2, ?3)",
+            rusqlite::params![hidden.0, hidden.1, hidden.2],
+        )
+        .expect("restore roster entry");
+    let report = b.sync().await.expect("sync");
+    assert!(report.errors.is_empty(), "{report}");
+    assert_eq!(
+        b.get("notes", "k").expect("get").as_deref(),
+        Some(&b"after"[..])
+    );
     server.stop().await;
 }

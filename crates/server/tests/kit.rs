@@ -383,6 +383,7 @@ impl Device {
             seq,
             prev_hash: prev,
             epoch: 1,
+            // The server does not check roster heads; a device would refuse this one (MS-12).
             roster_head: [0; 32],
             mutations: vec![sealsync_proto::Mutation {
                 key: format!("k{seq}"),

@@ -354,3 +354,76 @@ fn invalid_genesis_is_refused() {
         Err(RosterError::NotGenesis(_))
     ));
 }
+
+#[test]
+fn batch_roster_head_must_be_an_entry_of_the_verified_roster() {
+    // MS-12: the server hides an ADD from one device. The author, who saw it, seals the
+    // entry's hash into its batch header; the device whose roster lacks it refuses the batch
+    // with check "roster". Heads of any verified entry (genesis included) are accepted.
+    use crate::batch::{BatchDraft, seal_batch};
+    use crate::error::BatchError;
+    use crate::keys::AccountKeys;
+    use crate::verify::verify_batch;
+
+    let (a, b, c, rk) = (dev(), dev(), dev(), SigningKey::generate());
+    let g = genesis(&a, &rk);
+    let mut shared = Roster::from_genesis(&g, "acct").unwrap();
+    shared.apply(&add(&shared, &a, &b)).unwrap();
+    // The author's view has one more entry (seq 2) that the other device never gets.
+    let mut authors = shared.clone();
+    authors.apply(&add(&authors, &a, &c)).unwrap();
+    let hidden = authors.head_hash();
+    assert!(authors.contains_head(&hidden));
+    assert!(!shared.contains_head(&hidden));
+    for r in [&shared, &authors] {
+        assert!(r.contains_head(&r.genesis_hash()));
+        assert!(r.contains_head(&roster_entry_hash(&r.entries()[1])));
+        assert!(!r.contains_head(&[0; 32]));
+    }
+
+    let keys = AccountKeys::generate();
+    let cid = keys.collection_id("acct", "notes");
+    let ck = keys.collection_key("acct", &cid, 1).unwrap();
+    let seal = |head: [u8; 32]| {
+        let draft = BatchDraft {
+            account: "acct".into(),
+            collection: cid,
+            device: a.id,
+            seq: 1,
+            prev_hash: [0; 32],
+            epoch: 1,
+            roster_head: head,
+            mutations: vec![sealsync_proto::Mutation {
+                key: "k".into(),
+                hlc: 5,
+                deleted: false,
+                value: b"v".to_vec(),
+                supersedes: vec![],
+            }],
+        };
+        seal_batch(draft, &a.sign, &ck).unwrap()
+    };
+    let verified = |head: [u8; 32], r: &Roster| {
+        let sb = seal(head);
+        verify_batch(&sb.sealed, |d| r.member(d).map(|m| m.sign_pk)).unwrap()
+    };
+
+    // Known heads: the newest, an older entry, the genesis.
+    for head in [hidden, shared.head_hash(), roster_entry_hash(&g)] {
+        verified(head, &authors)
+            .check_roster_head(&authors)
+            .unwrap();
+    }
+    verified(shared.head_hash(), &shared)
+        .check_roster_head(&shared)
+        .unwrap();
+
+    // The hidden entry's head, and a head that is no entry at all, are refused.
+    for head in [hidden, [0; 32], [7; 32]] {
+        let err = verified(head, &shared)
+            .check_roster_head(&shared)
+            .unwrap_err();
+        assert_eq!(err, BatchError::UnknownRosterHead(head));
+        assert_eq!(err.check(), "roster");
+    }
+}

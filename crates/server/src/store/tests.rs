@@ -70,6 +70,7 @@ impl Author {
             seq,
             prev_hash: prev,
             epoch: 1,
+            // The server does not check roster heads (devices do: MS-12).
             roster_head: [0; 32],
             mutations: vec![sealsync_proto::Mutation {
                 key: "k".into(),

@@ -1,7 +1,8 @@
 //! The sync side of the store: sealing local edits into the outbox, and verifying pulled
-//! pages (forged, tampered, misplaced and out-of-order batches are refused whole).
+//! pages (forged, tampered, misplaced and out-of-order batches, and batches whose roster head
+//! this device does not know, are refused whole).
 
-use sealsync_core::{BatchDraft, ChainState, DeviceId, seal_batch};
+use sealsync_core::{BatchDraft, ChainState, DeviceId, NewMember, seal_batch};
 use sealsync_crypto::SigningKey;
 use sealsync_proto::{LogEntry, Mutation};
 
@@ -124,7 +125,8 @@ fn outbox_of_an_older_database_is_upgraded_as_unacknowledged() {
     );
 }
 
-/// A batch sealed by `signing` (as device `author`) for collection `name` of `r`'s account.
+/// A batch sealed by `signing` (as device `author`) for collection `name` of `r`'s account,
+/// carrying `r`'s roster head.
 fn foreign_batch(
     r: &Replica,
     signing: &SigningKey,
@@ -133,6 +135,20 @@ fn foreign_batch(
     prev: [u8; 32],
     key: &str,
     ms: u64,
+) -> sealsync_core::SealedBatch {
+    let head = r.roster.head_hash();
+    headed_batch(r, signing, name, (seq, prev), key, ms, head)
+}
+
+/// [`foreign_batch`] carrying `roster_head` instead of `r`'s roster head.
+fn headed_batch(
+    r: &Replica,
+    signing: &SigningKey,
+    name: &str,
+    (seq, prev): (u64, [u8; 32]),
+    key: &str,
+    ms: u64,
+    roster_head: [u8; 32],
 ) -> sealsync_core::SealedBatch {
     let keys = r.secrets.account_keys.as_ref().unwrap();
     let cid = keys.collection_id("acme", name);
@@ -148,7 +164,7 @@ fn foreign_batch(
             seq,
             prev_hash: prev,
             epoch: keys.current_epoch(),
-            roster_head: r.roster.head_hash(),
+            roster_head,
             mutations: vec![Mutation {
                 key: key.into(),
                 hlc: hlc(ms),
@@ -242,6 +258,83 @@ fn forged_and_tampered_batches_are_refused_whole() {
             .is_empty()
     );
     let _ = ChainState::default();
+}
+
+#[test]
+fn batch_with_a_roster_head_unknown_here_is_refused() {
+    // MS-12: the server hid a roster entry (an ADD of C) from this device but showed it to
+    // member B, whose batch then carries that entry's hash as its roster head. This device
+    // synced its roster before pulling, so the head is unknown: refused with check "roster",
+    // naming the author, nothing applied. Heads of entries this device knows are accepted.
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = offline_replica(dir.path());
+    r.put("notes", "local", b"v").unwrap();
+    let me = r.secrets.signing.clone();
+    let (b, c) = (SigningKey::generate(), SigningKey::generate());
+    let b_id = DeviceId(sealsync_crypto::device_id(&b.verifying_key()));
+    let add = |roster: &sealsync_core::Roster, new: &SigningKey| {
+        let (vk, kx) = (
+            new.verifying_key(),
+            sealsync_crypto::KxSecretKey::generate(),
+        );
+        roster.make_add(
+            &me,
+            r.device_id,
+            NewMember {
+                device_id: DeviceId(sealsync_crypto::device_id(&vk)),
+                sign_pk: &vk,
+                kx_pk: &kx.public_key(),
+                name: "new",
+            },
+            2,
+        )
+    };
+    let add_b = add(&r.roster, &b);
+    r.roster.apply(&add_b).unwrap();
+    let mut authors = r.roster.clone();
+    let add_c = add(&authors, &c);
+    authors.apply(&add_c).unwrap();
+    let hidden = authors.head_hash();
+    let genesis = r.roster.genesis_hash();
+    let root = r.state_root().unwrap();
+
+    for head in [hidden, [0; 32]] {
+        let batch = headed_batch(&r, &b, "notes", (1, [0; 32]), "x", 10, head);
+        match verify(&r, "notes", &entries(&[&batch.sealed])).unwrap_err() {
+            ClientError::Batch {
+                check,
+                author,
+                error,
+                ..
+            } => {
+                assert_eq!(check, "roster");
+                assert_eq!(author, b_id.to_string());
+                assert_eq!(error, sealsync_core::BatchError::UnknownRosterHead(head));
+            }
+            other => panic!("expected a roster refusal, got {other}"),
+        }
+        // A valid batch before it on the same page is not applied either (CF-06).
+        let ok = headed_batch(&r, &me, "notes", (1, [0; 32]), "y", 10, genesis);
+        assert_eq!(
+            check_of(verify(&r, "notes", &entries(&[&ok.sealed, &batch.sealed])).unwrap_err()),
+            "roster"
+        );
+    }
+    assert_eq!(r.state_root().unwrap(), root);
+    assert_eq!(r.get("notes", "x").unwrap(), None);
+
+    // Once the device knows the entry (here: the roster it verified has it), the same batch
+    // is accepted; older heads (the genesis) always are.
+    let first = headed_batch(&r, &b, "notes", (1, [0; 32]), "x", 10, genesis);
+    let second = headed_batch(&r, &b, "notes", (2, first.hash), "z", 11, hidden);
+    r.roster.apply(&add_c).unwrap();
+    let page = verify(&r, "notes", &entries(&[&first.sealed, &second.sealed])).unwrap();
+    assert_eq!(page.len(), 2);
+    apply(&mut r, "notes", page);
+    assert_eq!(
+        r.get("notes", "z").unwrap().as_deref(),
+        Some(&b"remote"[..])
+    );
 }
 
 fn forged_check() -> &'static str {
