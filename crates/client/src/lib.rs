@@ -28,6 +28,7 @@ mod enroll;
 mod error;
 pub mod keystore;
 mod net;
+mod pull;
 mod replica;
 mod rollback;
 mod store;

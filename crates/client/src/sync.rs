@@ -11,7 +11,7 @@
 //! 4. for a trusted device: push new collection descriptors, fetch and verify all
 //!    descriptors (adopting the deterministic winner's policy), seal unsent edits into the
 //!    outbox, push the outbox (after a 409, re-sending what a restored server lost: see
-//!    `rollback`), then pull every known collection page by page. Each page is
+//!    `rollback`), then pull every known collection page by page (`crate::pull`). Each page is
 //!    verified completely (roster key signature, roster head known, chain, epoch,
 //!    commitment, decryption, mutation checks) before one transaction applies it and moves
 //!    the cursor; a failing page is refused whole and reported (CF-06, MS-12, MS-16, MS-23,
@@ -20,22 +20,19 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sealsync_core::{
-    AccountKeys, BatchError, BatchHash, ChainCheck, ChainState, CollectionId, Descriptor, DeviceId,
-    Hlc, VersionId, check_chain, open_batch, open_descriptor, open_envelope, pick_descriptor,
-    seal_descriptor, verify_batch,
+    AccountKeys, CollectionId, Descriptor, open_descriptor, open_envelope, pick_descriptor,
+    seal_descriptor,
 };
-use sealsync_crypto::SymmetricKey;
 use sealsync_proto::{
-    LogEntry, PullResponse, PushRequest, PushResponse, RosterResponse, Sealed, SealedList,
-    StatusResponse,
+    PushRequest, PushResponse, RosterResponse, Sealed, SealedList, StatusResponse,
 };
 
 use crate::Replica;
 use crate::clock::clock_offset;
 use crate::error::ClientError;
 use crate::keystore::KeyStore;
-use crate::net::{Connection, Prefetch, ServerUrl, tls};
-use crate::store::{CollInfo, PulledBatch, SealContext, VerifiedPage, corrupt, meta};
+use crate::net::{Connection, ServerUrl, tls};
+use crate::store::{SealContext, corrupt, meta};
 use crate::types::{DeviceState, SyncIssue, SyncReport};
 
 /// Batches asked for per pull page.
@@ -69,7 +66,7 @@ impl Replica {
         Ok((url, tls::mtls_config(&ca, &pin, &cert, key)?))
     }
 
-    fn account_keys(&self) -> Result<&AccountKeys, ClientError> {
+    pub(crate) fn account_keys(&self) -> Result<&AccountKeys, ClientError> {
         self.secrets
             .account_keys
             .as_ref()
@@ -105,7 +102,43 @@ impl Replica {
                     .await?;
             }
         }
+        self.retry_after_roster_growth(&mut conn, &mut report)
+            .await?;
         Ok(report)
+    }
+
+    /// A batch naming a roster head this device does not know (MS-12) is either a roster
+    /// fork or an entry appended after this sync fetched the roster. Fetch the roster once
+    /// more; if it grew, pull the refused collections again, so only a head that stays
+    /// unknown is reported.
+    async fn retry_after_roster_growth(
+        &mut self,
+        conn: &mut Connection,
+        report: &mut SyncReport,
+    ) -> Result<(), ClientError> {
+        if !report.errors.iter().any(|e| e.check == "roster") {
+            return Ok(());
+        }
+        let before = self.roster.len();
+        self.sync_roster(conn).await?;
+        if self.roster.len() == before {
+            return Ok(());
+        }
+        let refused: Vec<String> = report
+            .errors
+            .iter()
+            .filter(|e| e.check == "roster")
+            .map(|e| e.collection.clone())
+            .collect();
+        report
+            .errors
+            .retain(|e| !(e.check == "roster" && refused.contains(&e.collection)));
+        for coll in self.store.collections()? {
+            if coll.cid.is_some() && refused.contains(&coll.name) {
+                self.pull_collection(conn, coll, None, report).await?;
+            }
+        }
+        Ok(())
     }
 
     /// `GET /v1/status`: stores the offset of the server's clock to this device's, which HLC
@@ -387,226 +420,4 @@ impl Replica {
         }
         Ok(Ok(()))
     }
-
-    async fn pull_collection(
-        &mut self,
-        conn: &mut Connection,
-        mut coll: CollInfo,
-        own: Option<&BTreeSet<u64>>,
-        report: &mut SyncReport,
-    ) -> Result<(), ClientError> {
-        let Some(cid) = coll.cid else { return Ok(()) };
-        // Our own batches just pushed need not travel back: when the next log index is one
-        // the server gave to a batch of ours (already in our chain), move past it.
-        if let Some(own) = own {
-            let start = coll.cursor;
-            coll.cursor = skip_own(start, own);
-            if coll.cursor != start {
-                self.store.set_cursor(coll.id, coll.cursor)?;
-            }
-        }
-        let path_after = |after: u64| {
-            format!("/v1/batches?collection={cid}&after={after}&limit={PULL_PAGE_BATCHES}")
-        };
-        let mut ckeys: HashMap<u32, SymmetricKey> = HashMap::new();
-        let mut prefetch: Option<Prefetch<PullResponse>> = None;
-        loop {
-            let resp: PullResponse = match prefetch.take() {
-                Some(p) => p.wait().await?,
-                None => conn.get(&path_after(coll.cursor)).await?,
-            };
-            if resp.next < coll.cursor {
-                report.errors.push(SyncIssue {
-                    collection: coll.name.clone(),
-                    check: "cursor".into(),
-                    author: None,
-                    message: format!(
-                        "the server moved the log cursor back from {} to {} (rollback?)",
-                        coll.cursor, resp.next
-                    ),
-                });
-                return Ok(());
-            }
-            if let Err(why) = check_page_indices(coll.cursor, &resp.entries, resp.next) {
-                report.errors.push(SyncIssue {
-                    collection: coll.name.clone(),
-                    check: "cursor".into(),
-                    author: None,
-                    message: format!("the server sent an inconsistent page: {why}"),
-                });
-                return Ok(());
-            }
-            let more = resp.more && !resp.entries.is_empty();
-            if more {
-                // Fetch the next page while this one is verified and applied.
-                prefetch = Some(conn.spawn_get(path_after(resp.next)));
-            }
-            match self.verify_page(&coll, cid, &resp.entries, &mut ckeys) {
-                Ok(batches) => {
-                    let n = batches.len() as u64;
-                    let page = VerifiedPage {
-                        batches,
-                        next: resp.next,
-                    };
-                    let applied = self.store.apply_page(&coll, page)?;
-                    report.pulled_batches += n;
-                    report.applied_mutations += applied as u64;
-                    coll.cursor = resp.next;
-                }
-                Err(ClientError::Batch {
-                    check,
-                    collection,
-                    author,
-                    error,
-                }) => {
-                    tracing::warn!(collection = %collection, %author, check, error = %error, "pulled batch refused");
-                    report.errors.push(SyncIssue {
-                        collection,
-                        check: check.to_string(),
-                        author: Some(author),
-                        message: error.to_string(),
-                    });
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
-            }
-            if !more {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Verifies a whole page; returns the batches to apply (duplicates skipped) or the first
-    /// failure as [`ClientError::Batch`].
-    pub(crate) fn verify_page(
-        &self,
-        coll: &CollInfo,
-        cid: CollectionId,
-        entries: &[LogEntry],
-        ckeys: &mut HashMap<u32, SymmetricKey>,
-    ) -> Result<Vec<PulledBatch>, ClientError> {
-        let fail = |author: String, error: BatchError| ClientError::Batch {
-            check: error.check(),
-            collection: coll.name.clone(),
-            author,
-            error,
-        };
-        let keys = self.account_keys()?;
-        let mut chains: HashMap<DeviceId, ChainState> = HashMap::new();
-        let mut page_hashes: HashMap<(DeviceId, u64), BatchHash> = HashMap::new();
-        let mut out = Vec::new();
-        for entry in entries {
-            let sealed = entry.batch.as_ref().ok_or_else(|| {
-                fail(
-                    String::new(),
-                    BatchError::Malformed("log entry without a batch"),
-                )
-            })?;
-            let vh = verify_batch(sealed, |d| self.roster.member(d).map(|m| m.sign_pk))
-                .map_err(|e| fail(header_author(sealed), e))?;
-            let author = vh.device;
-            vh.check_log(&self.account, &cid)
-                .map_err(|e| fail(author.to_string(), e))?;
-            // MS-12: the author's roster head must be an entry of our verified roster. The
-            // roster was synced at the start of this sync, so an unknown head means the server
-            // showed the author a roster entry it withholds from us (a roster fork).
-            vh.check_roster_head(&self.roster)
-                .map_err(|e| fail(author.to_string(), e))?;
-            let state = match chains.get(&author) {
-                Some(s) => *s,
-                None => self.store.chain(&author, coll.id)?,
-            };
-            let check = check_chain(&state, &vh, |seq| {
-                page_hashes
-                    .get(&(author, seq))
-                    .copied()
-                    .or_else(|| self.store.known_hash(&author, coll.id, seq).ok().flatten())
-            });
-            match check {
-                ChainCheck::Duplicate => continue,
-                ChainCheck::Next => {}
-                other => return Err(fail(author.to_string(), BatchError::Chain(other))),
-            }
-            let epoch = vh.header.key_epoch;
-            if let std::collections::hash_map::Entry::Vacant(slot) = ckeys.entry(epoch) {
-                let k = keys
-                    .collection_key(&self.account, &cid, epoch)
-                    .ok_or_else(|| fail(author.to_string(), BatchError::UnknownEpoch(epoch)))?;
-                slot.insert(k);
-            }
-            let ckey = ckeys
-                .get(&epoch)
-                .ok_or_else(|| fail(author.to_string(), BatchError::UnknownEpoch(epoch)))?;
-            let mutations =
-                open_batch(&vh, sealed, ckey, &state).map_err(|e| fail(author.to_string(), e))?;
-            for m in &mutations {
-                if m.supersedes
-                    .iter()
-                    .any(|s| VersionId::from_slice(s).is_err())
-                {
-                    return Err(fail(
-                        author.to_string(),
-                        BatchError::BadMutation("supersedes entry is not a version id".into()),
-                    ));
-                }
-            }
-            chains.insert(author, state.advance(&vh));
-            page_hashes.insert((author, vh.header.seq), vh.hash);
-            out.push(PulledBatch {
-                author,
-                seq: vh.header.seq,
-                hash: vh.hash,
-                hlc_max: Hlc(vh.header.hlc_max),
-                mutations,
-            });
-        }
-        Ok(out)
-    }
-}
-
-/// The cursor moved past the log indices the server gave to our own just-pushed batches
-/// (`own`) that directly follow `cursor`. Never overflows.
-pub(crate) fn skip_own(mut cursor: u64, own: &BTreeSet<u64>) -> u64 {
-    while let Some(next) = cursor.checked_add(1)
-        && own.contains(&next)
-    {
-        cursor = next;
-    }
-    cursor
-}
-
-/// Checks the server-chosen indices of a pull page asked for after `cursor` (MS-31): the
-/// entries' indices strictly increase above `cursor`, and `next` is the last of them, or
-/// `cursor` itself for an empty page. Anything else would move the cursor past batches
-/// never received (skipping them for good) or to a bogus value that locks the log.
-pub(crate) fn check_page_indices(
-    cursor: u64,
-    entries: &[LogEntry],
-    next: u64,
-) -> Result<(), String> {
-    let mut last = cursor;
-    for e in entries {
-        if e.index <= last {
-            return Err(format!(
-                "log index {} does not follow {last} (cursor {cursor})",
-                e.index
-            ));
-        }
-        last = e.index;
-    }
-    if next != last {
-        return Err(format!(
-            "next cursor {next} is not the last log index {last} of the page"
-        ));
-    }
-    Ok(())
-}
-
-/// Author id claimed by an unverified header, for error reports only.
-fn header_author(sealed: &Sealed) -> String {
-    sealsync_proto::decode::<sealsync_proto::BatchHeader>(&sealed.header)
-        .ok()
-        .and_then(|h| DeviceId::from_slice(&h.device_id).ok())
-        .map(|d| d.to_string())
-        .unwrap_or_else(|| "unknown".into())
 }

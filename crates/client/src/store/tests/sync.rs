@@ -362,7 +362,7 @@ fn pull_page_indices_must_match_the_cursor_and_next() {
     // cursor and `next` is the last one (or the cursor itself for an empty page): a `next`
     // beyond the entries would skip batches for good, and a bogus `u64::MAX` would lock the
     // log.
-    use crate::sync::check_page_indices;
+    use crate::pull::check_page_indices;
     let e = |index: u64| LogEntry { index, batch: None };
     assert!(check_page_indices(0, &[], 0).is_ok());
     assert!(check_page_indices(5, &[], 5).is_ok());
@@ -389,7 +389,7 @@ fn pull_page_indices_must_match_the_cursor_and_next() {
 #[test]
 fn skipping_own_batches_never_overflows_the_cursor() {
     // BI-07, MS-31: a cursor at u64::MAX (an index a server chose) must not panic.
-    use crate::sync::skip_own;
+    use crate::pull::skip_own;
     let own: std::collections::BTreeSet<u64> = [u64::MAX, 0, 4, 5, 7].into_iter().collect();
     assert_eq!(skip_own(u64::MAX, &own), u64::MAX);
     assert_eq!(skip_own(3, &own), 5);
