@@ -4,16 +4,9 @@
 
 use sealsync_client::ClientError;
 
-use crate::kit::{TestServer, approved_pair};
+use crate::kit::{TestServer, approved_pair, now_ms as real_now_ms};
 
 const HOUR: i64 = 3_600_000;
-
-fn real_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_an_hour_fast_syncs_once_then_pushes() {

@@ -1,22 +1,22 @@
-//! Test kit: a real in-process server on 127.0.0.1, and a raw protocol client that speaks
-//! HTTP/2 over (mutual) TLS with hand-made keys, so tests can send what a well-behaved client
-//! never would.
+//! Test kit: a real in-process server on 127.0.0.1, and raw devices that speak HTTP/2 over
+//! (mutual) TLS with hand-made keys through the raw client of `sealsync-testkit` (re-exported
+//! here), so tests can send what a well-behaved client never would.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use base64::Engine as _;
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use sealsync_client::{DeviceState, EnrollOptions, Replica};
-use sealsync_core::{BatchDraft, CollectionId, DeviceId, GenesisParams, Hlc, Roster, SealedBatch};
-use sealsync_crypto::{KdfParams, KxSecretKey, SigningKey, SymmetricKey};
+use sealsync_core::{CollectionId, DeviceId, GenesisParams, Roster, SealedBatch};
+use sealsync_crypto::{KdfParams, KxSecretKey, SigningKey};
 use sealsync_proto::Message as _;
+pub(crate) use sealsync_testkit::{
+    RawClient, TLS13, assert_ok, client_config, connect_enroll, files_containing,
+    generic_error as assert_generic_error, key_der, now_ms, parse_bundle, seal_one_mutation,
+    tls_key_and_csr,
+};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -142,118 +142,6 @@ pub(crate) async fn approved_pair(
     (a, b, secret)
 }
 
-/// Every file under `dir` that contains `needle`.
-pub(crate) fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        for entry in std::fs::read_dir(&path).expect("read_dir") {
-            let entry = entry.expect("entry");
-            let p = entry.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let bytes = std::fs::read(&p).expect("read");
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    found.push(p);
-                }
-            }
-        }
-    }
-    found
-}
-
-/// Decodes a bundle printed by `sealsync admin enroll`.
-pub(crate) fn parse_bundle(bundle: &str) -> sealsync_proto::EnrollmentBundle {
-    let b64 = bundle
-        .strip_prefix("sealsync-enroll:")
-        .expect("bundle prefix");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(b64)
-        .expect("base64");
-    sealsync_proto::decode(&bytes).expect("bundle")
-}
-
-/// TLS client settings for the raw client.
-pub(crate) fn client_config(
-    ca: &CertificateDer<'static>,
-    identity: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
-    alpn: &[u8],
-) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.clone()).expect("root");
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .expect("tls13")
-    .with_root_certificates(roots);
-    let mut config = match identity {
-        Some((cert, key)) => builder
-            .with_client_auth_cert(vec![cert], key)
-            .expect("client cert"),
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![alpn.to_vec()];
-    Arc::new(config)
-}
-
-/// One HTTP/2 connection over TLS.
-pub(crate) struct RawClient {
-    sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
-}
-
-impl RawClient {
-    pub(crate) async fn connect(
-        addr: SocketAddr,
-        config: Arc<rustls::ClientConfig>,
-    ) -> std::io::Result<Self> {
-        let tcp = tokio::net::TcpStream::connect(addr).await?;
-        tcp.set_nodelay(true)?;
-        let name = ServerName::IpAddress(addr.ip().into());
-        let tls = tokio_rustls::TlsConnector::from(config)
-            .connect(name, tcp)
-            .await?;
-        let (sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                .await
-                .map_err(std::io::Error::other)?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(Self { sender })
-    }
-
-    /// Sends one request; returns the status and body, or an error if the connection failed.
-    pub(crate) async fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: Vec<u8>,
-    ) -> Result<(u16, Vec<u8>), String> {
-        let req = http::Request::builder()
-            .method(method)
-            .uri(format!("https://127.0.0.1{path}"))
-            .header("content-type", sealsync_proto::CONTENT_TYPE)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        self.sender.ready().await.map_err(|e| e.to_string())?;
-        let resp = self
-            .sender
-            .send_request(req)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok((status, body.to_vec()))
-    }
-}
-
 /// A device enrolled through the raw protocol with keys made by the test.
 pub(crate) struct RawDevice {
     pub(crate) account: String,
@@ -267,22 +155,6 @@ pub(crate) struct RawDevice {
 /// The device name every raw enrollment uses.
 const RAW_NAME: &str = "raw";
 
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64
-}
-
-/// A new TLS key and a CSR for it.
-pub(crate) fn tls_key_and_csr() -> (rcgen::KeyPair, Vec<u8>) {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    let csr = params.serialize_request(&key).expect("csr");
-    (key, csr.der().to_vec())
-}
-
 /// Posts an enrollment request with `ticket` and the keys `sign` and `kx`; returns the HTTP
 /// status and body.
 pub(crate) async fn raw_enroll(
@@ -292,10 +164,7 @@ pub(crate) async fn raw_enroll(
     kx: &KxSecretKey,
     csr: Vec<u8>,
 ) -> (u16, Vec<u8>) {
-    let config = client_config(&server.ca_der(), None, sealsync_proto::ALPN_ENROLL);
-    let mut client = RawClient::connect(server.addr, config)
-        .await
-        .expect("enroll connect");
+    let mut client = connect_enroll(server.addr, &server.ca_der()).await;
     let req = sealsync_proto::EnrollRequest {
         ticket: ticket.to_vec(),
         name: RAW_NAME.into(),
@@ -348,12 +217,7 @@ impl RawDevice {
             .request("POST", "/v1/roster", genesis.encode_to_vec())
             .await
             .expect("post genesis");
-        assert_eq!(
-            status,
-            200,
-            "genesis refused: {:?}",
-            sealsync_proto::decode::<sealsync_proto::ErrorResponse>(&body)
-        );
+        assert_ok(status, &body, "genesis");
     }
 
     /// Enrolls and connects; returns the device and the roster sent at enrollment.
@@ -366,14 +230,17 @@ impl RawDevice {
         let kx = KxSecretKey::generate();
         let (tls_key, csr) = tls_key_and_csr();
         let (status, body) = raw_enroll(server, &bundle.ticket, &sign, &kx, csr).await;
-        assert_eq!(status, 200, "enroll refused");
+        assert_ok(status, &body, "enroll");
         let resp: sealsync_proto::EnrollResponse =
             sealsync_proto::decode(&body).expect("EnrollResponse");
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(tls_key.serialize_der()));
         let config = client_config(
             &server.ca_der(),
-            Some((CertificateDer::from(resp.cert_der.clone()), key)),
-            sealsync_proto::ALPN_H2,
+            Some((
+                CertificateDer::from(resp.cert_der.clone()),
+                key_der(&tls_key),
+            )),
+            &[sealsync_proto::ALPN_H2],
+            TLS13,
         );
         let client = RawClient::connect(server.addr, config)
             .await
@@ -410,26 +277,7 @@ impl RawDevice {
         key: &str,
         value: &[u8],
     ) -> SealedBatch {
-        let now = now_ms();
-        let draft = BatchDraft {
-            account: self.account.clone(),
-            collection,
-            device: self.device_id,
-            seq,
-            prev_hash: prev,
-            epoch: 1,
-            // Raw-device batches only go to the server, which does not check roster heads; a
-            // device would refuse this zero head (MS-12), and the random collection key anyway.
-            roster_head: [0; 32],
-            mutations: vec![sealsync_proto::Mutation {
-                key: key.into(),
-                hlc: Hlc::from_parts(now, seq as u16).0,
-                deleted: false,
-                value: value.to_vec(),
-                supersedes: vec![],
-            }],
-        };
-        sealsync_core::seal_batch(draft, &self.sign, &SymmetricKey::generate()).expect("seal")
+        seal_one_mutation(&self.sign, &self.account, collection, seq, prev, key, value)
     }
 
     /// Pushes sealed batches; on success records the chain head.
@@ -478,13 +326,4 @@ impl RawDevice {
             }
         }
     }
-}
-
-/// Decodes an error body and checks it is generic: a code and an error id, no details.
-pub(crate) fn assert_generic_error(body: &[u8]) -> sealsync_proto::ErrorResponse {
-    let err: sealsync_proto::ErrorResponse =
-        sealsync_proto::decode(body).expect("ErrorResponse body");
-    assert!(!err.code.is_empty(), "error without a code");
-    assert!(err.error_id.len() >= 8, "error id missing: {err:?}");
-    err
 }

@@ -172,10 +172,7 @@ async fn clock_far_ahead_is_refused() {
     // CD-08: a batch stamped beyond the drift bound cannot be used to win every conflict.
     let server = TestServer::start().await;
     let mut dev = RawDevice::enroll(&server, "acme").await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64;
+    let now = crate::kit::now_ms();
     // A batch stamped with a future clock.
     let future = sealsync_core::Hlc::from_parts(now + MAX_DRIFT_MS + 60_000, 0).0;
     let draft = sealsync_core::BatchDraft {
@@ -419,13 +416,9 @@ fn ca_issued_client(
     let cert = params.signed_by(&key, &issuer).expect("cert");
     crate::kit::client_config(
         &server.ca_der(),
-        Some((
-            cert.der().clone(),
-            rustls_pki_types::PrivateKeyDer::Pkcs8(rustls_pki_types::PrivatePkcs8KeyDer::from(
-                key.serialize_der(),
-            )),
-        )),
-        sealsync_proto::ALPN_H2,
+        Some((cert.der().clone(), crate::kit::key_der(&key))),
+        &[sealsync_proto::ALPN_H2],
+        crate::kit::TLS13,
     )
 }
 

@@ -123,10 +123,7 @@ async fn batch_from_a_device_outside_the_roster_is_refused() {
                 |r| r.get(0),
             )
             .expect("next log index");
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis() as i64;
+        let now_ms = i64::try_from(crate::kit::now_ms()).expect("millis fit in i64");
         db.execute(
             "INSERT INTO batches (account, cid, log_index, device_id, seq, hash, created_ms, bytes)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

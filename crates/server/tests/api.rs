@@ -1,16 +1,13 @@
 //! The device API over real mutual TLS: roster, pending devices, envelopes, recovery,
 //! collections, push and pull, admission on every request, limits and generic errors.
 
-use sealsync_core::{
-    AccountKeys, CollectionId, Hlc, Policy, Roster, seal_descriptor, seal_envelope,
-    seal_recovery_blob,
-};
+use sealsync_core::{AccountKeys, CollectionId, Policy, Roster, seal_envelope, seal_recovery_blob};
 use sealsync_crypto::SigContext;
 use sealsync_proto::{PushRequest, PushResponse, SealedList};
 
 use crate::kit::{
-    Device, H2, TLS13, TestServer, add_entry, client_config, generic_error, genesis, key_der,
-    now_ms, recovery_keys,
+    Device, H2, TLS13, TestServer, add_entry, assert_ok, client_config, connect_enroll,
+    generic_error, genesis, key_der, recovery_keys,
 };
 
 #[tokio::test]
@@ -90,12 +87,7 @@ async fn roster_pending_envelopes_and_recovery() {
     let add_b = add_entry(&roster, &a, &b);
     assert_eq!(b.send("POST", "/v1/roster", &add_b).await.0, 403);
     let (status, body) = a.send("POST", "/v1/roster", &add_b).await;
-    assert_eq!(
-        status,
-        200,
-        "{:?}",
-        sealsync_proto::decode::<sealsync_proto::ErrorResponse>(&body)
-    );
+    assert_ok(status, &body, "ADD posted by its signer");
     roster.apply(&add_b).unwrap();
     // An entry that does not extend the stored chain (stale prev hash) is refused.
     let stale = add_entry(&Roster::from_genesis(&g, "acme").unwrap(), &a, &c);
@@ -164,16 +156,7 @@ async fn collection_descriptors_are_verified_and_idempotent() {
     a.add_member(&mut roster, &b).await;
     x.post_genesis().await;
     let keys = AccountKeys::generate();
-    let (_, sealed) = seal_descriptor(
-        &a.sign,
-        a.id,
-        "acme",
-        &keys,
-        "notes",
-        Policy::Lww,
-        Hlc::from_parts(now_ms(), 0),
-    )
-    .unwrap();
+    let sealed = a.notes_descriptor(&keys, Policy::Lww, 0);
     assert_eq!(a.send("POST", "/v1/collections", &sealed).await.0, 200);
     assert_eq!(a.send("POST", "/v1/collections", &sealed).await.0, 200);
     // CD-07: another device cannot store A's descriptor as its own.
@@ -186,16 +169,7 @@ async fn collection_descriptors_are_verified_and_idempotent() {
     assert_eq!(status, 400);
     generic_error(&body);
     // Concurrent creation by B keeps both descriptors (devices pick the smallest).
-    let (_, b_sealed) = seal_descriptor(
-        &b.sign,
-        b.id,
-        "acme",
-        &keys,
-        "notes",
-        Policy::Fields,
-        Hlc::from_parts(now_ms(), 1),
-    )
-    .unwrap();
+    let b_sealed = b.notes_descriptor(&keys, Policy::Fields, 1);
     assert_eq!(b.send("POST", "/v1/collections", &b_sealed).await.0, 200);
     let (_, body) = b.get("/v1/collections").await;
     assert_eq!(
@@ -316,16 +290,7 @@ async fn a_pending_device_cannot_push_or_post_descriptors() {
         batches: vec![batch.sealed.clone()],
     };
     let keys = AccountKeys::generate();
-    let (_, descriptor) = seal_descriptor(
-        &p.sign,
-        p.id,
-        "acme",
-        &keys,
-        "notes",
-        Policy::Lww,
-        Hlc::from_parts(now_ms(), 0),
-    )
-    .unwrap();
+    let descriptor = p.notes_descriptor(&keys, Policy::Lww, 0);
 
     let (status, body) = p.send("POST", "/v1/batches", &push).await;
     assert_eq!(status, 403, "a pending device pushed");
@@ -476,13 +441,7 @@ async fn small_endpoints_refuse_bodies_above_one_mib() {
             "{path}: a body at the limit is decoded (and is garbage)"
         );
     }
-    let config = client_config(
-        &server.ca_der(),
-        None,
-        &[sealsync_proto::ALPN_ENROLL],
-        TLS13,
-    );
-    let mut h2 = H2::connect(server.addr, config).await.unwrap();
+    let mut h2 = connect_enroll(server.addr, &server.ca_der()).await;
     assert_eq!(
         h2.request("POST", "/v1/enroll", vec![0u8; limit + 1])
             .await

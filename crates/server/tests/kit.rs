@@ -1,25 +1,24 @@
-//! Test kit: a real server on 127.0.0.1 in a temporary directory, and a raw HTTP/2-over-TLS
-//! client with hand-made keys, so tests can send what a well-behaved client never would.
+//! Test kit: a real server on 127.0.0.1 in a temporary directory, and devices enrolled with
+//! hand-made keys over the raw HTTP/2-over-TLS client of `sealsync-testkit` (re-exported
+//! here), so tests can send what a well-behaved client never would.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::SupportedProtocolVersion;
+use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use sealsync_core::{BatchDraft, CollectionId, DeviceId, Hlc, NewMember, Roster, SealedBatch};
+use sealsync_core::{
+    AccountKeys, CollectionId, DeviceId, Hlc, NewMember, Policy, Roster, SealedBatch,
+};
 use sealsync_crypto::{KdfParams, KxSecretKey, RecoveryKeys, SigningKey, SymmetricKey};
 use sealsync_proto::{Message, SignedRosterEntry};
-use tokio::net::TcpStream;
+pub(crate) use sealsync_testkit::{
+    RawClient as H2, TLS13, assert_ok, client_config, connect_enroll, files_containing,
+    generic_error, key_der, now_ms, parse_bundle, seal_one_mutation, tls_connect, tls_key_and_csr,
+};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_rustls::client::TlsStream;
 
 pub(crate) struct TestServer {
     pub(crate) dir: tempfile::TempDir,
@@ -84,148 +83,15 @@ impl TestServer {
     }
 }
 
-pub(crate) fn parse_bundle(line: &str) -> sealsync_proto::EnrollmentBundle {
-    let b64 = line.strip_prefix("sealsync-enroll:").unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(b64)
-        .unwrap();
-    sealsync_proto::decode(&bytes).unwrap()
-}
-
-pub(crate) type Identity = (CertificateDer<'static>, PrivateKeyDer<'static>);
-
-pub(crate) fn client_config(
-    ca: &CertificateDer<'static>,
-    identity: Option<Identity>,
-    alpn: &[&[u8]],
-    versions: &[&'static SupportedProtocolVersion],
-) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.clone()).unwrap();
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_protocol_versions(versions)
-    .unwrap()
-    .with_root_certificates(roots);
-    let mut config = match identity {
-        Some((cert, key)) => builder.with_client_auth_cert(vec![cert], key).unwrap(),
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
-    Arc::new(config)
-}
-
-pub(crate) const TLS13: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
-
-pub(crate) async fn tls_connect(
-    addr: SocketAddr,
-    config: Arc<rustls::ClientConfig>,
-) -> std::io::Result<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
-    let name = ServerName::IpAddress(addr.ip().into());
-    tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-}
-
-/// One HTTP/2 connection.
-pub(crate) struct H2 {
-    sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
-}
-
-impl H2 {
-    pub(crate) async fn over(tls: TlsStream<TcpStream>) -> Result<Self, String> {
-        let (sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(H2 { sender })
-    }
-
-    pub(crate) async fn connect(
-        addr: SocketAddr,
-        config: Arc<rustls::ClientConfig>,
-    ) -> Result<Self, String> {
-        let tls = tls_connect(addr, config).await.map_err(|e| e.to_string())?;
-        Self::over(tls).await
-    }
-
-    pub(crate) async fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: Vec<u8>,
-    ) -> Result<(u16, Vec<u8>), String> {
-        let req = http::Request::builder()
-            .method(method)
-            .uri(format!("https://127.0.0.1{path}"))
-            .header("content-type", sealsync_proto::CONTENT_TYPE)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        self.sender.ready().await.map_err(|e| e.to_string())?;
-        let resp = self
-            .sender
-            .send_request(req)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok((status, body.to_vec()))
-    }
-}
-
-/// Checks an error body is the generic `ErrorResponse` and returns it.
-pub(crate) fn generic_error(body: &[u8]) -> sealsync_proto::ErrorResponse {
-    let err: sealsync_proto::ErrorResponse = sealsync_proto::decode(body).unwrap();
-    assert!(!err.code.is_empty());
-    assert_eq!(err.error_id.len(), 32, "{err:?}");
-    assert!(!err.message.is_empty());
-    err
-}
-
-pub(crate) fn tls_key_and_csr() -> (rcgen::KeyPair, Vec<u8>) {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let csr = rcgen::CertificateParams::default()
-        .serialize_request(&key)
-        .unwrap();
-    (key, csr.der().to_vec())
-}
-
-pub(crate) fn key_der(key: &rcgen::KeyPair) -> PrivateKeyDer<'static> {
-    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()))
-}
-
 /// Posts an `EnrollRequest` over a `sealsync-enroll` connection.
 pub(crate) async fn post_enroll(
     server: &TestServer,
     req: &sealsync_proto::EnrollRequest,
 ) -> (u16, Vec<u8>) {
-    let config = client_config(
-        &server.ca_der(),
-        None,
-        &[sealsync_proto::ALPN_ENROLL],
-        TLS13,
-    );
-    let mut h2 = H2::connect(server.addr, config).await.unwrap();
+    let mut h2 = connect_enroll(server.addr, &server.ca_der()).await;
     h2.request("POST", "/v1/enroll", req.encode_to_vec())
         .await
         .unwrap()
-}
-
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 /// A recovery key pair made by the test (no secret derives it: tests never recover).
@@ -293,12 +159,7 @@ impl Device {
             kx_pk: kx.public_key().to_bytes().to_vec(),
         };
         let (status, body) = post_enroll(server, &req).await;
-        assert_eq!(
-            status,
-            200,
-            "enroll refused: {:?}",
-            sealsync_proto::decode::<sealsync_proto::ErrorResponse>(&body)
-        );
+        assert_ok(status, &body, "enroll");
         let enrolled: sealsync_proto::EnrollResponse = sealsync_proto::decode(&body).unwrap();
         let config = client_config(
             &server.ca_der(),
@@ -330,12 +191,7 @@ impl Device {
     pub(crate) async fn post_genesis(&mut self) -> Roster {
         let g = genesis(self, &recovery_keys());
         let (status, body) = self.send("POST", "/v1/roster", &g).await;
-        assert_eq!(
-            status,
-            200,
-            "genesis refused: {:?}",
-            sealsync_proto::decode::<sealsync_proto::ErrorResponse>(&body)
-        );
+        assert_ok(status, &body, "genesis");
         Roster::from_genesis(&g, &self.account).unwrap()
     }
 
@@ -344,12 +200,7 @@ impl Device {
     pub(crate) async fn add_member(&mut self, roster: &mut Roster, new: &Device) {
         let entry = add_entry(roster, self, new);
         let (status, body) = self.send("POST", "/v1/roster", &entry).await;
-        assert_eq!(
-            status,
-            200,
-            "ADD refused: {:?}",
-            sealsync_proto::decode::<sealsync_proto::ErrorResponse>(&body)
-        );
+        assert_ok(status, &body, "ADD");
         roster.apply(&entry).unwrap();
     }
 
@@ -369,6 +220,27 @@ impl Device {
             .unwrap()
     }
 
+    /// The sealed descriptor of the account's "notes" collection under `keys`, with `policy`,
+    /// signed by this device at HLC counter `counter`.
+    pub(crate) fn notes_descriptor(
+        &self,
+        keys: &AccountKeys,
+        policy: Policy,
+        counter: u16,
+    ) -> sealsync_proto::Sealed {
+        let (_, sealed) = sealsync_core::seal_descriptor(
+            &self.sign,
+            self.id,
+            &self.account,
+            keys,
+            "notes",
+            policy,
+            Hlc::from_parts(now_ms(), counter),
+        )
+        .unwrap();
+        sealed
+    }
+
     pub(crate) fn batch(
         &self,
         collection: CollectionId,
@@ -376,23 +248,14 @@ impl Device {
         prev: [u8; 32],
         value: &[u8],
     ) -> SealedBatch {
-        let draft = BatchDraft {
-            account: self.account.clone(),
+        seal_one_mutation(
+            &self.sign,
+            &self.account,
             collection,
-            device: self.id,
             seq,
-            prev_hash: prev,
-            epoch: 1,
-            // The server does not check roster heads; a device would refuse this one (MS-12).
-            roster_head: [0; 32],
-            mutations: vec![sealsync_proto::Mutation {
-                key: format!("k{seq}"),
-                hlc: Hlc::from_parts(now_ms(), seq as u16).0,
-                deleted: false,
-                value: value.to_vec(),
-                supersedes: vec![],
-            }],
-        };
-        sealsync_core::seal_batch(draft, &self.sign, &SymmetricKey::generate()).unwrap()
+            prev,
+            &format!("k{seq}"),
+            value,
+        )
     }
 }

@@ -1,9 +1,7 @@
 //! Storage tests on a real SQLite file in a temporary directory.
 
-use sealsync_core::{
-    BatchDraft, ChainCheck, CollectionId, DeviceId, Hlc, seal_batch, verify_batch,
-};
-use sealsync_crypto::{SigningKey, SymmetricKey};
+use sealsync_core::{ChainCheck, CollectionId, DeviceId, verify_batch};
+use sealsync_crypto::SigningKey;
 
 use super::*;
 
@@ -63,24 +61,15 @@ impl Author {
     }
 
     fn batch(&self, cid: CollectionId, seq: u64, prev: [u8; 32], value: &[u8]) -> PushItem {
-        let draft = BatchDraft {
-            account: self.account.clone(),
-            collection: cid,
-            device: self.id,
+        let sealed = sealsync_testkit::seal_one_mutation(
+            &self.sign,
+            &self.account,
+            cid,
             seq,
-            prev_hash: prev,
-            epoch: 1,
-            // The server does not check roster heads (devices do: MS-12).
-            roster_head: [0; 32],
-            mutations: vec![sealsync_proto::Mutation {
-                key: "k".into(),
-                hlc: Hlc::from_parts(now(), u16::try_from(seq).unwrap()).0,
-                deleted: false,
-                value: value.to_vec(),
-                supersedes: vec![],
-            }],
-        };
-        let sealed = seal_batch(draft, &self.sign, &SymmetricKey::generate()).unwrap();
+            prev,
+            "k",
+            value,
+        );
         let vk = self.sign.verifying_key();
         let verified = verify_batch(&sealed.sealed, |_| Some(vk)).unwrap();
         PushItem {
