@@ -61,6 +61,18 @@ impl DeviceClock {
     pub(crate) fn now(&self) -> u64 {
         trusted_now(self.local_now(), self.offset_ms)
     }
+
+    /// The latest stamp an edit may carry now: the server's clock (estimated from the
+    /// offset) plus half the drift bound, as its last tick of that millisecond. An edit
+    /// stamped later was stamped by a clock that ran fast (and the server would refuse it
+    /// once the server's clock is that far behind); `None` while the offset is unknown.
+    pub(crate) fn stamp_limit(&self) -> Option<sealsync_core::Hlc> {
+        let offset = self.offset_ms?;
+        let server = i128::from(self.local_now()) + i128::from(offset);
+        let limit = (server + i128::from(MAX_DRIFT_MS / 2)).clamp(0, i128::from(u64::MAX));
+        let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+        Some(sealsync_core::Hlc::from_parts(limit, u16::MAX))
+    }
 }
 
 #[cfg(test)]

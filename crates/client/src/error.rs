@@ -8,7 +8,11 @@ use std::path::PathBuf;
 pub enum ClientError {
     /// The record does not exist (never written, or deleted): `get`-like operations that
     /// need a live record (`delete`, `history` of an unknown key).
-    #[error("no record {key:?} in collection {collection:?}")]
+    #[error(
+        "no record {} in collection {}",
+        crate::types::echo(.key),
+        crate::types::echo(.collection)
+    )]
     NotFound {
         /// Collection asked for.
         collection: String,

@@ -23,12 +23,14 @@
 #![forbid(unsafe_code)]
 
 mod clock;
+mod clock_repair;
 mod devices;
 mod enroll;
 mod error;
 pub mod keystore;
 mod net;
 mod pull;
+mod refresh;
 mod replica;
 mod rollback;
 mod store;
@@ -46,7 +48,7 @@ pub use keystore::{DeviceSecrets, FileKeyStore, KeyStore, Protection};
 pub use sealsync_core::{Policy, VersionId};
 pub use types::{
     CollectionStatus, Conflict, ConflictVersion, DeviceState, EnrollOptions, Enrolled,
-    HistoryEntry, PendingDeviceInfo, Status, SyncIssue, SyncReport,
+    HistoryEntry, LastError, PendingDeviceInfo, Status, SyncIssue, SyncReport,
 };
 
 /// Largest record key in bytes.
@@ -67,6 +69,9 @@ pub struct Replica {
     state: DeviceState,
     roster: Roster,
     genesis_hash: [u8; 32],
+    /// Length and modification time of the key store file when `secrets` was read: another
+    /// handle that saves new secrets changes them (see `refresh`).
+    keystore_stamp: Option<(u64, std::time::SystemTime)>,
 }
 
 impl std::fmt::Debug for Replica {

@@ -9,7 +9,7 @@ use crate::error::ClientError;
 use crate::keystore::{FileKeyStore, KEYSTORE_FILE};
 use crate::store::{CollInfo, DB_FILE, Store, corrupt, meta};
 use crate::types::{
-    CollectionStatus, Conflict, ConflictVersion, DeviceState, HistoryEntry, Status,
+    CollectionStatus, Conflict, ConflictVersion, DeviceState, HistoryEntry, LastError, Status,
 };
 use crate::{MAX_KEY_BYTES, MAX_VALUE_BYTES, Replica};
 
@@ -70,6 +70,7 @@ impl Replica {
             return Err(corrupt("trusted device without account keys"));
         }
         Ok(Replica {
+            keystore_stamp: crate::refresh::keystore_stamp(home),
             home: home.to_path_buf(),
             store,
             secrets,
@@ -112,28 +113,39 @@ impl Replica {
     }
 
     fn check_write(coll: &CollInfo, key: &str, value: &[u8]) -> Result<(), ClientError> {
-        if key.is_empty() || key.len() > MAX_KEY_BYTES {
-            return Err(ClientError::InvalidInput(format!(
-                "record keys must be 1 to {MAX_KEY_BYTES} bytes (got {})",
-                key.len()
-            )));
-        }
+        validate_key(key)?;
         if value.len() > MAX_VALUE_BYTES {
             return Err(ClientError::InvalidInput(format!(
                 "values are limited to {MAX_VALUE_BYTES} bytes (got {}); split large data into several records",
                 value.len()
             )));
         }
-        if coll.policy == Policy::Fields
-            && !matches!(
-                serde_json::from_slice::<serde_json::Value>(value),
-                Ok(serde_json::Value::Object(_))
-            )
-        {
-            return Err(ClientError::InvalidInput(format!(
-                "collection {:?} uses the fields policy: values must be JSON objects like {{\"field\": \"value\"}}",
-                coll.name
-            )));
+        if coll.policy == Policy::Fields {
+            let refuse = |what: &str| {
+                ClientError::InvalidInput(format!(
+                    "collection {} uses the fields policy: {what}",
+                    crate::types::echo(&coll.name)
+                ))
+            };
+            match serde_json::from_slice::<serde_json::Value>(value) {
+                Ok(serde_json::Value::Object(_)) => {}
+                // serde_json stops at 128 levels instead of overflowing the stack (BI-04).
+                Err(e) if e.to_string().contains("recursion limit") => {
+                    return Err(refuse(
+                        "the value nests JSON deeper than 128 levels; flatten it",
+                    ));
+                }
+                Err(e) if e.is_syntax() || e.is_eof() => {
+                    return Err(refuse(&format!(
+                        "the value is not valid JSON ({e}); write an object like {{\"field\": \"value\"}}"
+                    )));
+                }
+                _ => {
+                    return Err(refuse(
+                        "values must be JSON objects like {\"field\": \"value\"}",
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -146,6 +158,7 @@ impl Replica {
         key: &str,
         value: &[u8],
     ) -> Result<VersionId, ClientError> {
+        self.refresh()?;
         let coll = self.collection_for_write(collection)?;
         Self::check_write(&coll, key, value)?;
         let manual = coll.policy == Policy::Manual;
@@ -160,6 +173,7 @@ impl Replica {
         collection: &str,
         records: &[(String, Vec<u8>)],
     ) -> Result<Vec<VersionId>, ClientError> {
+        self.refresh()?;
         let coll = self.collection_for_write(collection)?;
         for (k, v) in records {
             Self::check_write(&coll, k, v)?;
@@ -182,6 +196,7 @@ impl Replica {
 
     /// Deletes `key` (a tombstone version). [`ClientError::NotFound`] if it is not live.
     pub fn delete(&mut self, collection: &str, key: &str) -> Result<VersionId, ClientError> {
+        self.refresh()?;
         let not_found = || ClientError::NotFound {
             collection: collection.to_string(),
             key: key.to_string(),
@@ -233,6 +248,7 @@ impl Replica {
     /// Creates a collection with `policy`. Succeeds if it exists with the same policy; a
     /// different policy is accepted only while the collection is empty and unpublished.
     pub fn create_collection(&mut self, name: &str, policy: Policy) -> Result<(), ClientError> {
+        self.refresh()?;
         match self.store.collection(name)? {
             None => {
                 let cid = self.collection_id(name);
@@ -251,11 +267,14 @@ impl Replica {
         }
     }
 
-    /// Records of a `manual` collection with concurrent versions, in key order.
+    /// Records of a `manual` collection with concurrent versions, in key order. Empty for a
+    /// collection this device does not know; [`ClientError::InvalidInput`] for a collection
+    /// with another policy (it never keeps conflicts).
     pub fn conflicts(&self, collection: &str) -> Result<Vec<Conflict>, ClientError> {
         let Some(coll) = self.store.collection(collection)? else {
             return Ok(Vec::new());
         };
+        require_manual(&coll)?;
         let mut out = Vec::new();
         for (key, heads) in self.store.conflicted_keys(&coll)? {
             let versions = self
@@ -276,18 +295,21 @@ impl Replica {
     }
 
     /// Writes `value` as the resolution of `key`: a version superseding all current heads.
-    /// [`ClientError::NotFound`] if the key has no versions.
+    /// [`ClientError::NotFound`] if the key has no versions; [`ClientError::InvalidInput`]
+    /// if the collection's policy is not `manual`.
     pub fn resolve(
         &mut self,
         collection: &str,
         key: &str,
         value: &[u8],
     ) -> Result<VersionId, ClientError> {
+        self.refresh()?;
         let not_found = || ClientError::NotFound {
             collection: collection.to_string(),
             key: key.to_string(),
         };
         let coll = self.store.collection(collection)?.ok_or_else(not_found)?;
+        require_manual(&coll)?;
         if self.store.record(&coll, key)?.is_none() {
             return Err(not_found());
         }
@@ -321,14 +343,29 @@ impl Replica {
                 name: c.name,
             });
         }
+        // Read from the store: another handle may have changed it (`refresh`).
+        let state = self
+            .store
+            .meta_text(meta::STATE)?
+            .and_then(|s| DeviceState::parse(&s))
+            .ok_or_else(|| corrupt("unknown state"))?;
+        let last_error = match self.store.meta_text(meta::LAST_ERROR)? {
+            Some(message) => Some(LastError {
+                at: self.store.meta_u64(meta::LAST_ERROR_AT)?.unwrap_or(0),
+                message,
+            }),
+            None => None,
+        };
         Ok(Status {
             device_id: self.device_id.to_string(),
             account: self.account.clone(),
             name: self.name.clone(),
-            state: self.state,
-            approval_code: (self.state == DeviceState::Pending).then(|| self.approval_code()),
+            state,
+            approval_code: (state == DeviceState::Pending).then(|| self.approval_code()),
             server_url: self.server_url.clone(),
             collections,
+            last_sync: self.store.meta_u64(meta::LAST_SYNC)?,
+            last_error,
         })
     }
 
@@ -349,4 +386,27 @@ impl Replica {
     pub fn home(&self) -> &Path {
         &self.home
     }
+}
+
+/// Record keys: 1 to [`MAX_KEY_BYTES`] bytes.
+fn validate_key(key: &str) -> Result<(), ClientError> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(ClientError::InvalidInput(format!(
+            "record keys must be 1 to {MAX_KEY_BYTES} bytes (got {})",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Conflicts and resolutions exist only in `manual` collections.
+fn require_manual(coll: &CollInfo) -> Result<(), ClientError> {
+    if coll.policy == Policy::Manual {
+        return Ok(());
+    }
+    Err(ClientError::InvalidInput(format!(
+        "collection {} uses the {} policy, which never keeps conflicts: only manual collections have conflicts to resolve",
+        crate::types::echo(&coll.name),
+        coll.policy
+    )))
 }

@@ -32,7 +32,7 @@ use crate::clock::clock_offset;
 use crate::error::ClientError;
 use crate::keystore::KeyStore;
 use crate::net::{Connection, ServerUrl, tls};
-use crate::store::{SealContext, corrupt, meta};
+use crate::store::{SealContext, corrupt, meta, now_ms};
 use crate::types::{DeviceState, SyncIssue, SyncReport};
 
 /// Batches asked for per pull page.
@@ -75,8 +75,55 @@ impl Replica {
             })
     }
 
-    /// Synchronises with the server; see the module documentation for the steps.
+    /// Synchronises with the server; see the module documentation for the steps. The
+    /// outcome is kept in the local store for [`Replica::status`] (`last_sync`,
+    /// `last_error`).
     pub async fn sync(&mut self) -> Result<SyncReport, ClientError> {
+        self.refresh()?;
+        let result = self.sync_steps().await;
+        // Recording the outcome must not hide it: a failure to record is only logged.
+        if let Err(e) = self.record_sync_outcome(&result) {
+            tracing::warn!(error = %e, "cannot record the sync outcome");
+        }
+        result
+    }
+
+    /// Keeps the outcome of a sync for [`Replica::status`]: a sync that reached the end with
+    /// nothing refused sets `last_sync` and clears `last_error`; a failure or a refusal sets
+    /// `last_error` (its one-line message, which names checks and collections, never a
+    /// secret or a record's contents) and leaves `last_sync` alone.
+    fn record_sync_outcome(
+        &mut self,
+        result: &Result<SyncReport, ClientError>,
+    ) -> Result<(), ClientError> {
+        let now = now_ms().to_be_bytes();
+        let error = match result {
+            Ok(report) => match report.errors.first() {
+                None => {
+                    return self.store.set_meta(&[
+                        (meta::LAST_SYNC, Some(&now)),
+                        (meta::LAST_ERROR, None),
+                        (meta::LAST_ERROR_AT, None),
+                    ]);
+                }
+                Some(first) => format!(
+                    "{} refused in this sync; first: {} in {} ({} check)",
+                    report.errors.len(),
+                    first.message,
+                    crate::types::echo(&first.collection),
+                    first.check
+                ),
+            },
+            Err(e) => e.to_string(),
+        };
+        let error = crate::types::truncate(&error.replace(['\n', '\r'], " "), 400);
+        self.store.set_meta(&[
+            (meta::LAST_ERROR, Some(error.as_bytes())),
+            (meta::LAST_ERROR_AT, Some(&now)),
+        ])
+    }
+
+    async fn sync_steps(&mut self) -> Result<SyncReport, ClientError> {
         let mut report = SyncReport::default();
         let mut conn = self.connect().await?;
         self.learn_server_time(&mut conn).await?;
@@ -84,15 +131,18 @@ impl Replica {
         self.sync_roster(&mut conn).await?;
         if self.state == DeviceState::Pending {
             if self.roster.member(&self.device_id).is_none() {
+                report.still_pending = true;
                 return Ok(report);
             }
             if !self.receive_keys(&mut conn, &mut report).await? {
+                report.still_pending = true;
                 return Ok(report);
             }
             report.became_trusted = true;
         }
         self.push_descriptors(&mut conn).await?;
         self.pull_descriptors(&mut conn, &mut report).await?;
+        self.repair_future_stamps(&mut conn, &mut report).await?;
         self.seal_outbox()?;
         let own = self.push_outbox(&mut conn, &mut report).await?;
         for coll in self.store.collections()? {
@@ -337,9 +387,11 @@ impl Replica {
     }
 
     /// Pushes the outbox; returns the log indices the server gave our batches, per local
-    /// collection. A push refused with 409 triggers [`Replica::recover_rollback`] for the
-    /// collections of the refused request (each at most once per call); if that puts lost
-    /// batches back into the outbox, the push is retried, else the refusal is returned.
+    /// collection. Each request holds batches of one collection, so a refusal stops only
+    /// that collection's push: it is reported in `report.errors` (check `push`) and the sync
+    /// goes on with the other collections and the pulls. A push refused with 409 first
+    /// triggers [`Replica::recover_rollback`] for that collection (at most once per call); if
+    /// that puts lost batches back into the outbox, the push is retried.
     async fn push_outbox(
         &mut self,
         conn: &mut Connection,
@@ -347,40 +399,66 @@ impl Replica {
     ) -> Result<HashMap<i64, BTreeSet<u64>>, ClientError> {
         let mut indices: HashMap<i64, BTreeSet<u64>> = HashMap::new();
         let mut judged: BTreeSet<i64> = BTreeSet::new();
+        let mut refused: BTreeSet<i64> = BTreeSet::new();
         loop {
-            let Err((error, colls)) = self.push_pending(conn, report, &mut indices).await? else {
+            let Err((error, coll)) = self
+                .push_pending(conn, report, &mut indices, &refused)
+                .await?
+            else {
                 return Ok(indices);
             };
-            let fresh: Vec<i64> = colls.into_iter().filter(|c| judged.insert(*c)).collect();
-            if fresh.is_empty() {
-                return Err(error);
+            if matches!(error, ClientError::Server { status: 409, .. }) && judged.insert(coll) {
+                let resent = self.recover_rollback(conn, &[coll]).await?;
+                if resent > 0 {
+                    report.resent_batches += resent;
+                    continue;
+                }
             }
-            let resent = self.recover_rollback(conn, &fresh).await?;
-            if resent == 0 {
-                return Err(error);
-            }
-            report.resent_batches += resent;
+            refused.insert(coll);
+            let name = self
+                .store
+                .collections()?
+                .into_iter()
+                .find(|c| c.id == coll)
+                .map(|c| c.name)
+                .unwrap_or_default();
+            tracing::warn!(collection = %name, error = %error, "push refused");
+            report.errors.push(SyncIssue {
+                collection: name,
+                check: "push".into(),
+                author: None,
+                message: push_refusal_message(&error),
+            });
         }
     }
 
-    /// Pushes the unacknowledged outbox in requests of at most [`PUSH_REQUEST_BYTES`],
-    /// recording acknowledgements and log indices. A request refused with 409 stops it:
-    /// `Ok(Err((refusal, local collections of the refused request)))`.
+    /// Pushes the unacknowledged outbox of the collections not in `skip`, in requests of
+    /// one collection and at most [`PUSH_REQUEST_BYTES`], recording acknowledgements and log
+    /// indices. A request the server refuses stops it:
+    /// `Ok(Err((refusal, local collection of the refused request)))`. Network failures are
+    /// errors.
     async fn push_pending(
         &mut self,
         conn: &mut Connection,
         report: &mut SyncReport,
         indices: &mut HashMap<i64, BTreeSet<u64>>,
-    ) -> Result<Result<(), (ClientError, Vec<i64>)>, ClientError> {
-        let entries = self.store.outbox()?;
+        skip: &BTreeSet<i64>,
+    ) -> Result<Result<(), (ClientError, i64)>, ClientError> {
+        let entries: Vec<_> = self
+            .store
+            .outbox()?
+            .into_iter()
+            .filter(|e| !skip.contains(&e.coll))
+            .collect();
         let coll_of: HashMap<(CollectionId, u64), i64> =
             entries.iter().map(|e| ((e.cid, e.seq), e.coll)).collect();
         let mut i = 0;
         while i < entries.len() {
             let mut request = PushRequest::default();
-            let mut colls = Vec::new();
+            let coll = entries[i].coll;
             let mut bytes = 0;
             while i < entries.len()
+                && entries[i].coll == coll
                 && (request.batches.is_empty()
                     || bytes + entries[i].bytes.len() <= PUSH_REQUEST_BYTES)
             {
@@ -388,14 +466,11 @@ impl Replica {
                     .map_err(|_| corrupt("outbox batch"))?;
                 bytes += entries[i].bytes.len() + 8;
                 request.batches.push(sealed);
-                if !colls.contains(&entries[i].coll) {
-                    colls.push(entries[i].coll);
-                }
                 i += 1;
             }
             let resp: PushResponse = match conn.post("/v1/batches", &request).await {
                 Ok(resp) => resp,
-                Err(e @ ClientError::Server { status: 409, .. }) => return Ok(Err((e, colls))),
+                Err(e @ ClientError::Server { .. }) => return Ok(Err((e, coll))),
                 Err(e) => return Err(e),
             };
             let mut acked = Vec::new();
@@ -419,5 +494,17 @@ impl Replica {
             report.pushed_batches += acked.len() as u64;
         }
         Ok(Ok(()))
+    }
+}
+
+/// The line a refused push leaves in the sync report: what the server said and what to do.
+fn push_refusal_message(error: &ClientError) -> String {
+    match error {
+        ClientError::Server { code, .. } if code == "clock_ahead" => format!(
+            "the server refused this device's edits as stamped too far in the future ({error}); check this device's clock and time zone, then sync again"
+        ),
+        _ => format!(
+            "the server refused this device's edits ({error}); they are kept and sent again at the next sync"
+        ),
     }
 }

@@ -112,6 +112,32 @@ pub(crate) mod ser {
     }
 }
 
+/// `s` cut to at most `max` bytes (at a character boundary), with `…` when cut.
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// User input echoed in a message: quoted and escaped, at most 64 bytes of it, with its
+/// length when cut (so a 10 KB name does not fill the terminal).
+pub(crate) fn echo(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return format!("{s:?}");
+    }
+    format!(
+        "{:?}… ({} bytes)",
+        truncate(s, MAX).trim_end_matches('…'),
+        s.len()
+    )
+}
+
 /// Short, printable preview of a value.
 fn preview(v: &[u8]) -> String {
     let text = String::from_utf8_lossy(v);
@@ -239,6 +265,11 @@ pub struct SyncReport {
     pub applied_mutations: u64,
     /// The device became trusted during this sync.
     pub became_trusted: bool,
+    /// The device is still pending approval: nothing was pushed or pulled.
+    pub still_pending: bool,
+    /// Local edits that a fast clock had stamped too far ahead for the server, re-stamped
+    /// from trusted time before they were sealed (their version ids changed).
+    pub restamped_versions: u64,
     /// Per-collection refusals (nothing of a refused page was applied).
     pub errors: Vec<SyncIssue>,
 }
@@ -259,6 +290,16 @@ impl fmt::Display for SyncReport {
         }
         if self.became_trusted {
             write!(f, "; this device is now trusted")?;
+        }
+        if self.still_pending {
+            write!(f, "; this device is still pending approval")?;
+        }
+        if self.restamped_versions > 0 {
+            write!(
+                f,
+                "; re-stamped {} edits that this device's clock had dated in the future",
+                self.restamped_versions
+            )?;
         }
         for e in &self.errors {
             write!(
@@ -308,6 +349,20 @@ pub struct Status {
     pub server_url: String,
     /// Collections by name.
     pub collections: Vec<CollectionStatus>,
+    /// When the last sync that reached the end finished (ms since the Unix epoch, this
+    /// device's clock); `None` before the first one.
+    pub last_sync: Option<u64>,
+    /// The last sync's failure or first refusal, until a sync finishes without either.
+    pub last_error: Option<LastError>,
+}
+
+/// A sync failure kept for [`Status`]: the one-line message and when it happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LastError {
+    /// When (ms since the Unix epoch, this device's clock).
+    pub at: u64,
+    /// What went wrong (no secrets, no record contents).
+    pub message: String,
 }
 
 impl fmt::Display for Status {
@@ -318,6 +373,13 @@ impl fmt::Display for Status {
         write!(f, "state    {}", self.state)?;
         if let Some(code) = &self.approval_code {
             write!(f, " (approval code {code})")?;
+        }
+        match self.last_sync {
+            Some(at) => write!(f, "\nlast sync {}", ago(at))?,
+            None => write!(f, "\nlast sync never")?,
+        }
+        if let Some(e) = &self.last_error {
+            write!(f, "\nlast error {} ({})", e.message, ago(e.at))?;
         }
         for c in &self.collections {
             write!(
@@ -331,6 +393,18 @@ impl fmt::Display for Status {
             )?;
         }
         Ok(())
+    }
+}
+
+/// `"N s ago"` (or minutes, hours, days) for a time in ms since the Unix epoch.
+fn ago(at_ms: u64) -> String {
+    let now = crate::store::now_ms();
+    let secs = now.saturating_sub(at_ms) / 1000;
+    match secs {
+        0..120 => format!("{secs} s ago"),
+        120..7200 => format!("{} min ago", secs / 60),
+        7200..172_800 => format!("{} h ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86_400),
     }
 }
 

@@ -182,7 +182,11 @@ async fn restored_head_off_the_devices_chain_is_a_fork_and_changes_nothing() {
             "{err}"
         );
         assert!(err.to_string().contains("forked"), "{err}");
-        assert_eq!(a.status().expect("status"), status, "local state changed");
+        let mut now = a.status().expect("status");
+        // The only change: the failure is kept for `status`.
+        let kept = now.last_error.take().expect("last_error");
+        assert!(kept.message.contains("forked"), "{}", kept.message);
+        assert_eq!(now, status, "local state changed");
         assert_eq!(a.state_root().expect("root"), root);
         assert_eq!(stored_batches(&server, &a), stored, "something was re-sent");
         assert_eq!(chain_row(&server, &a), row);

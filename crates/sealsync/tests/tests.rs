@@ -11,3 +11,4 @@ mod kit;
 mod refusals;
 mod rollback;
 mod tampering;
+mod ux;

@@ -21,6 +21,7 @@
 
 mod pull;
 mod records;
+mod restamp;
 mod seal;
 
 use std::path::Path;
@@ -138,6 +139,12 @@ pub(crate) mod meta {
     pub(crate) const UPLOAD_GENESIS: &str = "upload_genesis";
     /// First device: encoded RecoveryBlob not yet uploaded (present = pending).
     pub(crate) const UPLOAD_RECOVERY: &str = "upload_recovery";
+    /// When the last sync that reached the end finished (u64be ms, local clock).
+    pub(crate) const LAST_SYNC: &str = "last_sync";
+    /// The last sync failure or first refusal, one line of text (absent = none since).
+    pub(crate) const LAST_ERROR: &str = "last_error";
+    /// When [`LAST_ERROR`] happened (u64be ms, local clock).
+    pub(crate) const LAST_ERROR_AT: &str = "last_error_at";
 }
 
 /// One local collection.
@@ -266,6 +273,19 @@ impl Store {
         Ok(())
     }
 
+    /// Re-reads the offset to the server's clock, which another handle may have learned.
+    pub(crate) fn reload_clock_offset(&mut self) -> Result<(), ClientError> {
+        self.time.offset_ms = self
+            .meta_blob(meta::CLOCK_OFFSET)?
+            .map(|b| {
+                b.try_into()
+                    .map(i64::from_be_bytes)
+                    .map_err(|_| corrupt("bad clock offset"))
+            })
+            .transpose()?;
+        Ok(())
+    }
+
     /// Reads one meta value.
     pub(crate) fn meta_blob(&self, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
         Ok(self
@@ -296,6 +316,36 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Reads a u64be meta value.
+    pub(crate) fn meta_u64(&self, key: &str) -> Result<Option<u64>, ClientError> {
+        self.meta_blob(key)?
+            .map(|b| {
+                b.try_into()
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| corrupt(format!("meta {key} is not a number")))
+            })
+            .transpose()
+    }
+
+    /// Number of stored roster entries.
+    pub(crate) fn roster_len(&self) -> Result<u64, ClientError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM roster")?
+            .query_row([], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// Whether some collection has no blinded id yet.
+    pub(crate) fn has_collection_without_id(&self) -> Result<bool, ClientError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM collections WHERE cid IS NULL LIMIT 1")?
+            .query_row([], |_| Ok(()))
+            .optional()?
+            .is_some())
     }
 
     /// The verified roster entries stored locally, in seq order.
@@ -348,8 +398,9 @@ impl Store {
 
     /// The collection by name, or [`ClientError::InvalidInput`] naming it.
     pub(crate) fn collection_required(&self, name: &str) -> Result<CollInfo, ClientError> {
-        self.collection(name)?
-            .ok_or_else(|| ClientError::InvalidInput(format!("no collection named {name:?}")))
+        self.collection(name)?.ok_or_else(|| {
+            ClientError::InvalidInput(format!("no collection named {}", crate::types::echo(name)))
+        })
     }
 
     /// Creates a collection (validating the name); `cid` when the account keys are known.
@@ -433,10 +484,12 @@ fn row_to_coll(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<CollInfo, Clien
     })())
 }
 
-/// Raises `clock` to the last HLC stored in the database, read inside the caller's
-/// IMMEDIATE transaction: another handle on this replica (another process, e.g. a `put`
-/// while a `sync` runs) may have issued or observed later values since this one loaded it,
-/// and an HLC must never be issued twice (it makes the version id).
+/// Sets `clock` to the last HLC stored in the database, read inside the caller's IMMEDIATE
+/// transaction: another handle on this replica (another process, e.g. a `put` while a `sync`
+/// runs) may have issued or observed later values since this one loaded it, and an HLC must
+/// never be issued twice (it makes the version id). The stored value is the truth even when
+/// it is lower than this handle's: every tick is stored in the transaction that uses it, and
+/// only re-stamping lowers it (`restamp`), over stamps that no longer exist.
 pub(crate) fn catch_up_clock(clock: &mut HlcClock, conn: &Connection) -> Result<(), ClientError> {
     let stored: Option<Vec<u8>> = conn
         .prepare_cached("SELECT v FROM meta WHERE k = ?1")?
@@ -446,9 +499,7 @@ pub(crate) fn catch_up_clock(clock: &mut HlcClock, conn: &Connection) -> Result<
         let stored = Hlc(u64::from_be_bytes(
             b.try_into().map_err(|_| corrupt("bad hlc"))?,
         ));
-        if stored > clock.last() {
-            *clock = HlcClock::new(stored);
-        }
+        *clock = HlcClock::new(stored);
     }
     Ok(())
 }
@@ -476,7 +527,8 @@ pub(crate) const MAX_COLLECTION_NAME: usize = 256;
 pub(crate) fn validate_collection_name(name: &str) -> Result<(), ClientError> {
     if name.is_empty() || name.len() > MAX_COLLECTION_NAME || name.chars().any(char::is_control) {
         return Err(ClientError::InvalidInput(format!(
-            "invalid collection name {name:?}: use 1 to {MAX_COLLECTION_NAME} bytes without control characters"
+            "invalid collection name {}: use 1 to {MAX_COLLECTION_NAME} bytes without control characters",
+            crate::types::echo(name)
         )));
     }
     Ok(())

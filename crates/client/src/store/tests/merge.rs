@@ -147,7 +147,11 @@ fn policy_change_recomputes_records() {
             vec![("k", hlc(5), Some(b"theirs"), vec![])],
         )],
     );
-    assert!(r.conflicts("c").unwrap().is_empty());
+    // An lww collection never keeps conflicts: asking for them is refused.
+    assert!(matches!(
+        r.conflicts("c"),
+        Err(ClientError::InvalidInput(_))
+    ));
     let c = r.store.collection("c").unwrap().unwrap();
     r.store.change_policy(&c, Policy::Manual).unwrap();
     assert_eq!(r.conflicts("c").unwrap().len(), 1);

@@ -11,6 +11,7 @@ use crate::Replica;
 mod convergence;
 mod local;
 mod merge;
+mod restamp;
 mod sync;
 
 type Mut<'a> = (&'a str, u64, Option<&'a [u8]>, Vec<VersionId>);
