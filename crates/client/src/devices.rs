@@ -17,7 +17,7 @@ use crate::error::ClientError;
 use crate::store::now_ms;
 use crate::types::{DeviceState, PendingDeviceInfo};
 
-const MISMATCH: &str = "approval code does not match: the server may have substituted the device's keys or the roster (MS-10); compare the code shown on the new device again";
+const MISMATCH: &str = "approval code does not match: the server may have substituted the device's keys or the roster; compare the code shown on the new device again";
 
 impl Replica {
     /// Devices of this account waiting for approval, as the server lists them.
@@ -84,12 +84,12 @@ impl Replica {
                 })?;
             let sign_pk = VerifyingKey::from_bytes(&listed.sign_pk).map_err(|_| {
                 ClientError::Approval(format!(
-                    "the server listed an invalid signing key for {id} (MS-10)"
+                    "the server listed an invalid signing key for {id}; the server may be substituting keys, do not approve it"
                 ))
             })?;
             let kx_pk = KxPublicKey::from_bytes(&listed.kx_pk).map_err(|_| {
                 ClientError::Approval(format!(
-                    "the server listed an invalid key-exchange key for {id} (MS-10)"
+                    "the server listed an invalid key-exchange key for {id}; the server may be substituting keys, do not approve it"
                 ))
             })?;
             if sealsync_crypto::device_id(&sign_pk) != id.0 {

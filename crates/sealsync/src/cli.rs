@@ -122,8 +122,15 @@ pub(crate) enum DeviceCommand {
     Get { collection: String, key: String },
     /// Delete a record (a tombstone that syncs like any edit).
     Delete { collection: String, key: String },
-    /// List the live records of a collection, one `key<TAB>value` line each.
-    List { collection: String },
+    /// List the live records of a collection, one `key<TAB>value` line each (TAB, newline,
+    /// backslash, control characters and bytes that are not UTF-8 escaped as \t \n \\ \xNN).
+    List {
+        collection: String,
+        /// Print one JSON array of {"key": K, "value": V} (or "value_base64" for a value that
+        /// is not UTF-8).
+        #[arg(long)]
+        json: bool,
+    },
     /// Show every version of a record and which one won and why.
     History { collection: String, key: String },
     /// Collection commands.

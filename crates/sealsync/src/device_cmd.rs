@@ -6,7 +6,8 @@
 use std::io::{Read as _, Write as _};
 
 use anyhow::{Context as _, bail};
-use sealsync_client::{EnrollOptions, Replica};
+use base64::Engine as _;
+use sealsync_client::{ClientError, EnrollOptions, MAX_VALUE_BYTES, Replica};
 use sealsync_core::Policy;
 
 use crate::Exit;
@@ -77,15 +78,12 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
         } => {
             let bytes = match (value, file) {
                 (Some(v), _) => v.into_bytes(),
-                (None, Some(path)) => std::fs::read(&path)
-                    .with_context(|| format!("cannot read value file {}", path.display()))?,
-                (None, None) => {
-                    let mut buf = Vec::new();
-                    std::io::stdin()
-                        .read_to_end(&mut buf)
-                        .context("cannot read the value from standard input")?;
-                    buf
+                (None, Some(path)) => {
+                    let f = std::fs::File::open(&path)
+                        .with_context(|| format!("cannot read value file {}", path.display()))?;
+                    read_value(f, &format!("file {}", path.display()))?
                 }
+                (None, None) => read_value(std::io::stdin().lock(), "standard input")?,
             };
             let mut replica = open(&home)?;
             replica
@@ -112,15 +110,32 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
         }
         DeviceCommand::Delete { collection, key } => {
             let mut replica = open(&home)?;
-            replica.delete(&collection, &key).context("delete failed")?;
-            Ok(())
+            match replica.delete(&collection, &key) {
+                Ok(_) => Ok(()),
+                // README: exit 1 when the record asked for does not exist.
+                Err(e @ ClientError::NotFound { .. }) => Err(Exit::not_found(format!(
+                    "{e} (never written here, already deleted, or not synced yet): nothing to delete"
+                ))
+                .into()),
+                Err(e) => Err(anyhow::Error::new(e).context("delete failed")),
+            }
         }
-        DeviceCommand::List { collection } => {
+        DeviceCommand::List { collection, json } => {
             let replica = open(&home)?;
+            let records = replica.list(&collection).context("list failed")?;
             let mut out = std::io::stdout().lock();
-            for (key, value) in replica.list(&collection).context("list failed")? {
-                writeln!(out, "{key}\t{}", String::from_utf8_lossy(&value))
-                    .context("cannot write to standard output")?;
+            if json {
+                let items: Vec<serde_json::Value> = records
+                    .iter()
+                    .map(|(key, value)| list_json(key, value))
+                    .collect();
+                serde_json::to_writer(&mut out, &items).context("cannot encode the list")?;
+                writeln!(out).context("cannot write to standard output")?;
+            } else {
+                for (key, value) in &records {
+                    writeln!(out, "{}\t{}", escape(key.as_bytes()), escape(value))
+                        .context("cannot write to standard output")?;
+                }
             }
             Ok(())
         }
@@ -175,6 +190,17 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
             let rt = crate::runtime()?;
             let report = rt.block_on(replica.sync()).context("sync failed")?;
             println!("{report}");
+            if report.still_pending {
+                let code = replica
+                    .status()
+                    .ok()
+                    .and_then(|s| s.approval_code)
+                    .map(|c| format!(" (approval code {c})"))
+                    .unwrap_or_default();
+                bail!(
+                    "this device is pending approval{code}; nothing was synced: approve it from a trusted device of the account, then run sync again"
+                );
+            }
             if let Some(first) = report.errors.first() {
                 bail!(
                     "sync refused {} object(s) that failed verification, local data unchanged for them; first: {} in {} ({} check)",
@@ -202,7 +228,70 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Reads a value from `src` (a file or standard input), at most [`MAX_VALUE_BYTES`] + 1
+/// bytes: a longer value is refused without reading the rest (`/dev/zero` never ends).
+fn read_value(src: impl std::io::Read, what: &str) -> anyhow::Result<Vec<u8>> {
+    let limit = MAX_VALUE_BYTES as u64;
+    let mut buf = Vec::new();
+    src.take(limit + 1)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("cannot read the value from {what}"))?;
+    if buf.len() as u64 > limit {
+        bail!(
+            "the value in {what} is larger than the limit of {MAX_VALUE_BYTES} bytes (1 MiB); split large data into several records"
+        );
+    }
+    Ok(buf)
+}
+
+/// One record of `list --json`: `{"key": K, "value": V}` for a UTF-8 value, else
+/// `{"key": K, "value_base64": B}` (standard base64 with padding).
+fn list_json(key: &str, value: &[u8]) -> serde_json::Value {
+    match std::str::from_utf8(value) {
+        Ok(text) => serde_json::json!({ "key": key, "value": text }),
+        Err(_) => serde_json::json!({
+            "key": key,
+            "value_base64": base64::engine::general_purpose::STANDARD.encode(value),
+        }),
+    }
+}
+
+/// The plain `list` format of a key or value: UTF-8 text with `\` as `\\`, TAB as `\t`,
+/// newline as `\n`, carriage return as `\r`, and each byte of every other control character
+/// and every byte that is not part of valid UTF-8 as `\xNN`. So one record is always one line and the
+/// first TAB always ends the key.
+fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\t' => out.push_str("\\t"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_control() => {
+                    let mut utf8 = [0; 4];
+                    for b in c.encode_utf8(&mut utf8).bytes() {
+                        out.push_str(&format!("\\x{b:02x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
 fn open(home: &std::path::Path) -> anyhow::Result<Replica> {
+    if home.exists() && !home.is_dir() {
+        bail!(
+            "--home {} is a file, not a directory: point --home at the device's directory (the one given at enrollment)",
+            home.display()
+        );
+    }
     if !home.exists() {
         bail!(
             "no device in {}: enroll first with `sealsync device --home {} enroll BUNDLE --name NAME`",

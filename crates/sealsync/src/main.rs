@@ -70,12 +70,9 @@ fn usage_error(err: &clap::Error) -> ExitCode {
             ExitCode::SUCCESS
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            let usage = text
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("Usage: "))
-                .unwrap_or("sealsync <COMMAND>");
-            let command = usage.split(" <").next().unwrap_or("sealsync");
-            eprintln!("error: a command is missing: usage is `{usage}` (run `{command} --help`)");
+            let usage = usage_line(&text).unwrap_or("sealsync <COMMAND>");
+            let help = help_command(usage);
+            eprintln!("error: a command is missing: usage is `{usage}` (run `{help}`)");
             ExitCode::from(2)
         }
         _ => {
@@ -88,10 +85,41 @@ fn usage_error(err: &clap::Error) -> ExitCode {
                 .collect::<Vec<_>>()
                 .join(" ");
             let message = message.trim_start_matches("error: ");
-            eprintln!("error: {message} (run `sealsync --help` for usage)");
+            let help = help_command(usage_line(&text).unwrap_or("sealsync"));
+            eprintln!("error: {message} (run `{help}` for usage)");
             ExitCode::from(2)
         }
     }
+}
+
+/// The `Usage: ...` line of a rendered clap error, without the prefix.
+fn usage_line(text: &str) -> Option<&str> {
+    text.lines().find_map(|l| l.trim().strip_prefix("Usage: "))
+}
+
+/// The `--help` command of the (sub)command a usage line is about: its command words, with
+/// options, their values and arguments left out, e.g. `sealsync device --home <HOME> put
+/// <COLLECTION> <KEY>` gives `sealsync device put --help`.
+fn help_command(usage: &str) -> String {
+    let mut words = Vec::new();
+    let mut tokens = usage.split_whitespace().peekable();
+    while let Some(t) = tokens.next() {
+        if t.starts_with('-') {
+            // An option; skip its value, if it has one.
+            if tokens.peek().is_some_and(|v| v.starts_with('<')) {
+                tokens.next();
+            }
+        } else if t.starts_with('<') || t.starts_with('[') {
+            // An argument placeholder: the command words are done.
+            break;
+        } else {
+            words.push(t);
+        }
+    }
+    if words.is_empty() {
+        words.push("sealsync");
+    }
+    format!("{} --help", words.join(" "))
 }
 
 /// Joins an error and its causes into one line.

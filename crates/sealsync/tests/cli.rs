@@ -5,13 +5,13 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sealsync");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_sealsync");
 
 fn sealsync(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().expect("run sealsync")
 }
 
-fn ok(args: &[&str]) -> String {
+pub(crate) fn ok(args: &[&str]) -> String {
     let out = sealsync(args);
     assert!(
         out.status.success(),
@@ -22,7 +22,7 @@ fn ok(args: &[&str]) -> String {
 }
 
 /// Asserts a failure with the given exit code and exactly one line on stderr.
-fn fails(args: &[&str], code: i32) -> String {
+pub(crate) fn fails(args: &[&str], code: i32) -> String {
     let out = sealsync(args);
     assert_eq!(
         out.status.code(),
@@ -44,7 +44,7 @@ fn fails(args: &[&str], code: i32) -> String {
 }
 
 /// `sealsync server run` as a child process; killed on drop.
-struct ServerProcess(Child);
+pub(crate) struct ServerProcess(Child);
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
@@ -61,7 +61,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_server(dir: &Path) -> (ServerProcess, u16) {
+pub(crate) fn start_server(dir: &Path) -> (ServerProcess, u16) {
     let port = free_port();
     let data = dir.join("srv");
     let data = data.to_str().expect("path");
@@ -70,6 +70,20 @@ fn start_server(dir: &Path) -> (ServerProcess, u16) {
     assert!(out.contains("initialised"), "{out}");
     // A second init of the same directory is refused.
     fails(&["server", "init", "--data", data, "--url", &url], 2);
+    std::fs::write(dir.join("srv-port"), port.to_string()).expect("write port");
+    run_server(data, port)
+}
+
+/// Runs the server of `dir` (made by [`start_server`]) again on its port.
+pub(crate) fn restart_server(dir: &Path) -> (ServerProcess, u16) {
+    let port: u16 = std::fs::read_to_string(dir.join("srv-port"))
+        .expect("port")
+        .parse()
+        .expect("port");
+    run_server(dir.join("srv").to_str().expect("path"), port)
+}
+
+fn run_server(data: &str, port: u16) -> (ServerProcess, u16) {
     let mut child = Command::new(BIN)
         .args([
             "server",

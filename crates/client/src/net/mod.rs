@@ -132,8 +132,9 @@ impl Connection {
         let _ = tcp.set_nodelay(true);
         let connector = TlsConnector::from(Arc::new(config));
         let tls = connector.connect(name, tcp).await.map_err(|e| {
+            let hint = tls_hint(&e).map(|h| format!(": {h}")).unwrap_or_default();
             ClientError::Tls(format!(
-                "TLS handshake with {} failed: {e}",
+                "TLS handshake with {} failed ({e}){hint}",
                 url.authority()
             ))
         })?;
@@ -353,9 +354,58 @@ impl<M: Message> ErasedMessage for M {
     }
 }
 
+/// What a failed handshake most likely means and what to do, for the certificate errors a
+/// user can fix.
+fn tls_hint(e: &std::io::Error) -> Option<&'static str> {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(cert) = e.get_ref()?.downcast_ref::<rustls::Error>()?
+    else {
+        return None;
+    };
+    Some(match cert {
+        // Raised by the pinned-CA verifier of enrollment.
+        C::ApplicationVerificationFailure => {
+            "the server's certificate does not match the CA pin in the enrollment bundle; the bundle is damaged or was made from another server's data directory: get a new bundle from this server's operator"
+        }
+        C::BadSignature | C::UnknownIssuer => {
+            "the server's certificate is not from the CA this device enrolled with; the server may be running from another data directory, or the connection is being intercepted: check the server's data directory with its operator"
+        }
+        C::NotValidYet | C::NotValidYetContext { .. } => {
+            "the server's certificate is not valid yet by this device's clock; check this device's date, time and time zone"
+        }
+        C::Expired | C::ExpiredContext { .. } => {
+            "the server's certificate has expired by this device's clock; check this device's date and time, else ask the operator to renew the certificate"
+        }
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            "the server's certificate is not for this host name; use the address the server was initialised with"
+        }
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificate_failures_get_a_hint() {
+        // NA-10: a clock two days behind sees the server's certificate as not valid yet; the
+        // message must say to check the clock. NA-02/NA-05: a wrong CA or pin names the fix.
+        use rustls::CertificateError as C;
+        let io = |c: C| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(c),
+            )
+        };
+        let hint = |c: C| tls_hint(&io(c)).unwrap_or_default();
+        assert!(hint(C::NotValidYet).contains("clock"));
+        assert!(hint(C::Expired).contains("clock"));
+        assert!(hint(C::ApplicationVerificationFailure).contains("CA pin"));
+        assert!(hint(C::BadSignature).contains("data directory"));
+        assert!(hint(C::UnknownIssuer).contains("data directory"));
+        assert!(tls_hint(&std::io::Error::other("plain")).is_none());
+    }
 
     #[test]
     fn server_error_text_has_no_control_characters() {

@@ -1,0 +1,299 @@
+//! The `sealsync` binary as a new user meets it (issue 5, defect 7): bounded value reads,
+//! exit codes, one clear line per error, `list --json`, `status` with the last sync and its
+//! error, refusals of commands that would silently do nothing.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use base64::Engine as _;
+use prost::Message as _;
+
+use crate::cli::{BIN, fails, ok, start_server};
+
+/// A server and one trusted device ("dev", the account's first); returns the temporary
+/// directory, the server process and the device's home.
+fn one_device() -> (tempfile::TempDir, crate::cli::ServerProcess, String, String) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (server, _port) = start_server(tmp.path());
+    let data = tmp.path().join("srv").to_str().expect("path").to_string();
+    let home = tmp.path().join("dev").to_str().expect("path").to_string();
+    let bundle = ok(&["admin", "--data", &data, "enroll", "--account", "ux"]);
+    ok(&[
+        "device",
+        "--home",
+        &home,
+        "enroll",
+        bundle.trim(),
+        "--name",
+        "dev",
+    ]);
+    (tmp, server, data, home)
+}
+
+#[test]
+fn values_are_read_only_up_to_the_limit() {
+    // CF-17, BI-01: `put --file /dev/zero` and an endless stdin stop at 1 MiB + 1 byte.
+    let (tmp, _server, _data, home) = one_device();
+    let limit = sealsync_client::MAX_VALUE_BYTES;
+    let err = fails(
+        &[
+            "device",
+            "--home",
+            &home,
+            "put",
+            "c",
+            "k",
+            "--file",
+            "/dev/zero",
+        ],
+        2,
+    );
+    assert!(err.contains(&limit.to_string()), "{err}");
+    let exact = tmp.path().join("exact");
+    std::fs::write(&exact, vec![b'x'; limit]).expect("write");
+    ok(&[
+        "device",
+        "--home",
+        &home,
+        "put",
+        "c",
+        "exact",
+        "--file",
+        exact.to_str().expect("path"),
+    ]);
+    assert_eq!(
+        ok(&["device", "--home", &home, "get", "c", "exact"]).len(),
+        limit
+    );
+    let mut child = Command::new(BIN)
+        .args(["device", "--home", &home, "put", "c", "piped"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // More than the limit; the writer stops when the reader closes the pipe.
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'y'; 64 * 1024];
+        for _ in 0..64 {
+            if stdin.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let out = child.wait_with_output().expect("wait");
+    writer.join().expect("writer");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).expect("utf8");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains(&limit.to_string()), "{err}");
+    // Refused input changes nothing.
+    fails(&["device", "--home", &home, "get", "c", "piped"], 1);
+}
+
+#[test]
+fn absent_records_exit_1_and_silent_commands_refuse() {
+    let (_tmp, _server, _data, home) = one_device();
+    // README: exit 1 when the record asked for does not exist.
+    let err = fails(&["device", "--home", &home, "delete", "c", "nothing"], 1);
+    assert!(err.contains("nothing"), "{err}");
+    ok(&["device", "--home", &home, "put", "c", "k", "v"]);
+    ok(&["device", "--home", &home, "delete", "c", "k"]);
+    fails(&["device", "--home", &home, "delete", "c", "k"], 1);
+    // conflicts and resolve on a collection that never keeps conflicts.
+    let err = fails(&["device", "--home", &home, "conflicts", "c"], 2);
+    assert!(err.contains("manual"), "{err}");
+    ok(&["device", "--home", &home, "put", "c", "k", "v"]);
+    let err = fails(&["device", "--home", &home, "resolve", "c", "k", "w"], 2);
+    assert!(err.contains("manual"), "{err}");
+    assert_eq!(ok(&["device", "--home", &home, "get", "c", "k"]), "v");
+}
+
+#[test]
+fn list_is_unambiguous() {
+    let (_tmp, _server, _data, home) = one_device();
+    ok(&[
+        "device",
+        "--home",
+        &home,
+        "put",
+        "c",
+        "tab\tkey",
+        "line one\nline two",
+    ]);
+    ok(&[
+        "device",
+        "--home",
+        &home,
+        "put",
+        "c",
+        "plain",
+        "back\\slash",
+    ]);
+    let bin = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(bin.path(), [0xff, 0x00, b'a', 0xc3]).expect("write");
+    ok(&[
+        "device",
+        "--home",
+        &home,
+        "put",
+        "c",
+        "bin",
+        "--file",
+        bin.path().to_str().expect("p"),
+    ]);
+
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&["device", "--home", &home, "list", "c", "--json"]))
+            .expect("json");
+    let items = list.as_array().expect("one JSON array");
+    assert_eq!(items.len(), 3);
+    let find = |k: &str| items.iter().find(|i| i["key"] == k).expect(k).clone();
+    assert_eq!(find("tab\tkey")["value"], "line one\nline two");
+    assert_eq!(find("plain")["value"], "back\\slash");
+    let b64 = find("bin")["value_base64"]
+        .as_str()
+        .expect("value_base64")
+        .to_string();
+    assert!(find("bin").get("value").is_none());
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(&b64)
+            .expect("base64"),
+        [0xff, 0x00, b'a', 0xc3]
+    );
+
+    let plain = ok(&["device", "--home", &home, "list", "c"]);
+    let lines: Vec<&str> = plain.lines().collect();
+    assert_eq!(lines.len(), 3, "one line per record: {plain:?}");
+    assert!(
+        lines.contains(&"tab\\tkey\tline one\\nline two"),
+        "{plain:?}"
+    );
+    assert!(lines.contains(&"plain\tback\\\\slash"), "{plain:?}");
+    assert!(lines.contains(&"bin\t\\xff\\x00a\\xc3"), "{plain:?}");
+    assert!(
+        lines.iter().all(|l| l.matches('\t').count() == 1),
+        "{plain:?}"
+    );
+}
+
+#[test]
+fn status_shows_the_last_sync_and_its_error() {
+    let (tmp, server, _data, home) = one_device();
+    let status = |home: &str| -> serde_json::Value {
+        serde_json::from_str(&ok(&["device", "--home", home, "status", "--json"])).expect("json")
+    };
+    let s = status(&home);
+    assert!(s["last_sync"].is_null(), "{s}");
+    assert!(s["last_error"].is_null(), "{s}");
+    ok(&["device", "--home", &home, "put", "c", "k", "v"]);
+    ok(&["device", "--home", &home, "sync"]);
+    let s = status(&home);
+    let at = s["last_sync"].as_u64().expect("last_sync after a sync");
+    assert!(s["last_error"].is_null(), "{s}");
+    assert!(ok(&["device", "--home", &home, "status"]).contains("last sync"));
+
+    // The server goes away: the failure shows, with its time; last_sync stays.
+    drop(server);
+    fails(&["device", "--home", &home, "sync"], 2);
+    let s = status(&home);
+    assert_eq!(s["last_sync"].as_u64(), Some(at));
+    let e = &s["last_error"];
+    assert!(e["at"].as_u64().expect("at") >= at, "{s}");
+    assert!(!e["message"].as_str().expect("message").is_empty(), "{s}");
+    assert!(ok(&["device", "--home", &home, "status"]).contains("last error"));
+
+    // Back up: a clean sync clears the error.
+    let (_server, _) = crate::cli::restart_server(tmp.path());
+    ok(&["device", "--home", &home, "sync"]);
+    assert!(status(&home)["last_error"].is_null());
+}
+
+#[test]
+fn a_pending_device_says_so_when_it_syncs() {
+    let (tmp, _server, data, _home) = one_device();
+    let phone = tmp.path().join("phone").to_str().expect("path").to_string();
+    let bundle = ok(&["admin", "--data", &data, "enroll", "--account", "ux"]);
+    ok(&[
+        "device",
+        "--home",
+        &phone,
+        "enroll",
+        bundle.trim(),
+        "--name",
+        "phone",
+    ]);
+    let err = fails(&["device", "--home", &phone, "sync"], 2);
+    assert!(err.contains("pending approval"), "{err}");
+}
+
+#[test]
+fn errors_say_what_is_wrong_and_what_to_do() {
+    let (tmp, _server, data, home) = one_device();
+    // A huge collection name is not echoed whole.
+    let name = "n".repeat(10_000);
+    let err = fails(&["device", "--home", &home, "put", &name, "k", "v"], 2);
+    assert!(err.len() < 400, "{} bytes: {}", err.len(), &err[..200]);
+    assert!(err.contains("10000 bytes"), "{err}");
+    // JSON nested far too deep for a fields collection: said so, and no stack overflow.
+    ok(&[
+        "device",
+        "--home",
+        &home,
+        "collection",
+        "create",
+        "f",
+        "--policy",
+        "fields",
+    ]);
+    let deep = tmp.path().join("deep.json");
+    std::fs::write(
+        &deep,
+        format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
+    )
+    .expect("write");
+    let deep = deep.to_str().expect("p");
+    let err = fails(
+        &["device", "--home", &home, "put", "f", "k", "--file", deep],
+        2,
+    );
+    assert!(err.contains("deeper than 128"), "{err}");
+    // --home pointing at a file.
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"x").expect("write");
+    let err = fails(
+        &["device", "--home", file.to_str().expect("p"), "list", "c"],
+        2,
+    );
+    assert!(err.contains("is a file"), "{err}");
+    // Usage errors point at the subcommand's help.
+    let err = fails(&["device", "--home", &home, "put"], 2);
+    assert!(err.contains("sealsync device put --help"), "{err}");
+    let err = fails(&["device", "--home", &home, "list", "c", "--bogus"], 2);
+    assert!(err.contains("sealsync device list --help"), "{err}");
+    // A garbled CA pin in the bundle: the message names the pin and the fix.
+    let bundle = ok(&["admin", "--data", &data, "enroll", "--account", "ux"]);
+    let b64 = bundle
+        .trim()
+        .strip_prefix("sealsync-enroll:")
+        .expect("prefix");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(b64)
+        .expect("base64");
+    let mut b = sealsync_proto::EnrollmentBundle::decode(raw.as_slice()).expect("bundle");
+    b.ca_pin[0] ^= 0xff;
+    let garbled = format!(
+        "sealsync-enroll:{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b.encode_to_vec())
+    );
+    let other = tmp.path().join("other").to_str().expect("p").to_string();
+    let err = fails(
+        &[
+            "device", "--home", &other, "enroll", &garbled, "--name", "x",
+        ],
+        2,
+    );
+    assert!(err.contains("CA pin"), "{err}");
+    assert!(err.contains("new bundle"), "{err}");
+}
