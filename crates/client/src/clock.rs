@@ -140,6 +140,31 @@ mod tests {
     }
 
     #[test]
+    fn the_stamp_limit_follows_the_server_clock() {
+        // NA-10, CD-08: edits stamped after the limit are re-stamped at the next sync.
+        let unknown = DeviceClock::default();
+        assert_eq!(unknown.stamp_limit(), None);
+        let fast = DeviceClock {
+            offset_ms: Some(-HOUR),
+            skew_ms: HOUR,
+        };
+        let right = DeviceClock {
+            offset_ms: Some(0),
+            skew_ms: 0,
+        };
+        let (Some(a), Some(b)) = (fast.stamp_limit(), right.stamp_limit()) else {
+            panic!("limits");
+        };
+        // Both near the server's clock plus HALF, whatever the local clock says.
+        assert!(a.physical_ms().abs_diff(b.physical_ms()) < 1000);
+        assert!(b.physical_ms() >= right.local_now() + HALF - 1000);
+        assert_eq!(b.logical(), u16::MAX);
+        // What the device stamps now is within the limit.
+        assert!(sealsync_core::Hlc::from_parts(right.now(), 0) <= b);
+        assert!(sealsync_core::Hlc::from_parts(fast.now(), 0) <= a);
+    }
+
+    #[test]
     fn skew_moves_the_local_reading() {
         let plain = DeviceClock::default();
         let fast = DeviceClock {
