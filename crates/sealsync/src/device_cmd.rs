@@ -103,7 +103,9 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
                     Ok(())
                 }
                 None => Err(Exit::not_found(format!(
-                    "no record {key:?} in collection {collection:?} (never written here, deleted, or not synced yet)"
+                    "no record {} in collection {} (never written here, deleted, or not synced yet)",
+                    echo(&key),
+                    echo(&collection)
                 ))
                 .into()),
             }
@@ -146,7 +148,9 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
                 .context("history failed")?;
             if entries.is_empty() {
                 return Err(Exit::not_found(format!(
-                    "no versions of {key:?} in collection {collection:?}"
+                    "no versions of {} in collection {}",
+                    echo(&key),
+                    echo(&collection)
                 ))
                 .into());
             }
@@ -226,6 +230,19 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// User input in a message: quoted, and cut to 64 bytes with its length when longer.
+fn echo(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return format!("{s:?}");
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}… ({} bytes)", &s[..end], s.len())
 }
 
 /// Reads a value from `src` (a file or standard input), at most [`MAX_VALUE_BYTES`] + 1
