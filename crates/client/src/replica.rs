@@ -151,7 +151,8 @@ impl Replica {
     }
 
     /// Writes `value` under `key` (creating the collection with the `lww` policy if needed).
-    /// Durable when it returns.
+    /// Durable when it returns. The returned id changes if a sync later finds the edit was
+    /// stamped by a clock that ran fast and re-stamps it (`SyncReport::restamped_versions`).
     pub fn put(
         &mut self,
         collection: &str,

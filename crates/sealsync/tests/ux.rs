@@ -219,3 +219,57 @@ async fn a_second_handle_opened_while_pending_loses_nothing() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handle_beside_the_cli_in_another_process_loses_nothing() {
+    // The CLI (another process) makes the pending device trusted while an app holds a handle
+    // opened while pending; the app's writes reach the account's other device through the
+    // CLI's next sync.
+    let server = TestServer::start().await;
+    let first = Replica::enroll(&server.home("first"), &server.bundle("acme"), opts("first"))
+        .await
+        .expect("enroll first");
+    let mut a = first.replica;
+    let second = Replica::enroll(
+        &server.home("second"),
+        &server.bundle("acme"),
+        opts("second"),
+    )
+    .await
+    .expect("enroll second");
+    let code = second.approval_code.clone().expect("code");
+    let mut app = second.replica;
+    a.approve(&second.device_id.to_string(), &code)
+        .await
+        .expect("approve");
+    let home = server.home("second");
+    let home = home.to_str().expect("path").to_string();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealsync"))
+            .args(["device", "--home", &home])
+            .args(args)
+            .output()
+            .expect("run sealsync");
+        assert!(
+            out.status.success(),
+            "sealsync {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // The CLI's sync opens the key envelope and stores the keys: trusted.
+    tokio::task::block_in_place(|| cli(&["sync"]));
+    assert_eq!(app.status().expect("status").state, DeviceState::Trusted);
+    app.put("from-app", "k", b"written by the app")
+        .expect("put");
+    tokio::task::block_in_place(|| cli(&["sync"]));
+    a.sync().await.expect("sync");
+    assert_eq!(
+        a.get("from-app", "k").expect("get").as_deref(),
+        Some(&b"written by the app"[..])
+    );
+    // And the app's own handle syncs as a trusted device.
+    app.put("from-app", "k2", b"again").expect("put");
+    let report = app.sync().await.expect("sync");
+    assert_eq!(report.pushed_batches, 1, "{report}");
+    server.stop().await;
+}
