@@ -45,6 +45,8 @@ use sealsync_core::{DeviceId, Roster};
 
 pub use error::ClientError;
 pub use keystore::{DeviceSecrets, FileKeyStore, KeyStore, Protection};
+#[doc(hidden)]
+pub use replica::CLOCK_SKEW_ENV;
 pub use sealsync_core::{Policy, VersionId};
 pub use types::{
     CollectionStatus, Conflict, ConflictVersion, DeviceState, EnrollOptions, Enrolled,

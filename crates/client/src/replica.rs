@@ -33,6 +33,12 @@ pub(crate) fn roster_from_entries(
     Ok(roster)
 }
 
+/// Test hook, not for applications: when set to a number of ms (may be negative), every
+/// reading of the system clock by a replica opened in this process is moved by it, as
+/// `faketime` would (so tests of the `sealsync` binary need no extra package). It only
+/// changes what this device believes its own clock says, which its user controls anyway.
+pub const CLOCK_SKEW_ENV: &str = "SEALSYNC_TEST_CLOCK_SKEW_MS";
+
 impl Replica {
     /// Opens the replica enrolled in `home`. Needs `SEALSYNC_PASSPHRASE` if the key store was
     /// created with a passphrase.
@@ -42,7 +48,13 @@ impl Replica {
         }
         let (keystore, secrets) = FileKeyStore::open(home)?;
         let device_id = secrets.device_id();
-        let store = Store::open(&home.join(DB_FILE), secrets.storage_key.clone(), device_id)?;
+        let mut store = Store::open(&home.join(DB_FILE), secrets.storage_key.clone(), device_id)?;
+        if let Some(skew) = std::env::var(CLOCK_SKEW_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+        {
+            store.time.skew_ms = skew;
+        }
         if store.meta_blob(meta::DEVICE_ID)?.is_none() {
             return Err(ClientError::NotEnrolled(home.to_path_buf()));
         }

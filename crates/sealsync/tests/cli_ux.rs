@@ -297,3 +297,36 @@ fn errors_say_what_is_wrong_and_what_to_do() {
     assert!(err.contains("CA pin"), "{err}");
     assert!(err.contains("new bundle"), "{err}");
 }
+
+#[test]
+fn a_put_under_a_fast_clock_does_not_wedge_the_cli() {
+    // NA-10, CD-08: `faketime -f '+1h' sealsync device ... put c k v`, then `sync` with the
+    // clock right: the sync re-stamps the edit and pushes it; status shows no error. The
+    // clock is moved by the test hook the library reads (no faketime needed).
+    let (_tmp, _server, _data, home) = one_device();
+    ok(&["device", "--home", &home, "sync"]);
+    let out = Command::new(BIN)
+        .args(["device", "--home", &home, "put", "c", "k", "v"])
+        .env(sealsync_client::CLOCK_SKEW_ENV, "3600000")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sync = ok(&["device", "--home", &home, "sync"]);
+    assert!(sync.contains("re-stamped 1"), "{sync}");
+    ok(&["device", "--home", &home, "put", "c", "k2", "v2"]);
+    let sync = ok(&["device", "--home", &home, "sync"]);
+    assert!(
+        !sync.contains("re-stamped"),
+        "a new edit inherited the future stamp: {sync}"
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(&ok(&["device", "--home", &home, "status", "--json"])).expect("json");
+    assert!(s["last_error"].is_null(), "{s}");
+    let c = &s["collections"][0];
+    assert_eq!(c["pending_batches"], 0, "{s}");
+    assert_eq!(c["records"], 2, "{s}");
+}
