@@ -15,6 +15,12 @@ use crate::cli::{CollectionCommand, DeviceArgs, DeviceCommand};
 
 pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
     let home = args.home;
+    if home.exists() && !home.is_dir() {
+        bail!(
+            "--home {} is a file, not a directory: point --home at the device's own directory (a new one for enroll, the one given at enrollment otherwise)",
+            home.display()
+        );
+    }
     match args.command {
         DeviceCommand::Enroll {
             bundle,
@@ -303,12 +309,6 @@ fn escape(bytes: &[u8]) -> String {
 }
 
 fn open(home: &std::path::Path) -> anyhow::Result<Replica> {
-    if home.exists() && !home.is_dir() {
-        bail!(
-            "--home {} is a file, not a directory: point --home at the device's directory (the one given at enrollment)",
-            home.display()
-        );
-    }
     if !home.exists() {
         bail!(
             "no device in {}: enroll first with `sealsync device --home {} enroll BUNDLE --name NAME`",

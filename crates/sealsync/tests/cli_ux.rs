@@ -267,6 +267,20 @@ fn errors_say_what_is_wrong_and_what_to_do() {
         2,
     );
     assert!(err.contains("is a file"), "{err}");
+    let bundle = ok(&["admin", "--data", &data, "enroll", "--account", "ux"]);
+    let err = fails(
+        &[
+            "device",
+            "--home",
+            file.to_str().expect("p"),
+            "enroll",
+            bundle.trim(),
+            "--name",
+            "x",
+        ],
+        2,
+    );
+    assert!(err.contains("is a file"), "{err}");
     // Usage errors point at the subcommand's help.
     let err = fails(&["device", "--home", &home, "put"], 2);
     assert!(err.contains("sealsync device put --help"), "{err}");
