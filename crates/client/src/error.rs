@@ -24,7 +24,7 @@ pub enum ClientError {
     #[error("{0}")]
     InvalidInput(String),
     /// The home directory holds no replica (run `sealsync device enroll` first).
-    #[error("no replica in {0}: enroll this device first (sealsync device enroll)")]
+    #[error("no replica in {0}: enroll this device first")]
     NotEnrolled(PathBuf),
     /// `enroll` was asked to write into a home directory that already holds a replica.
     #[error("{0} already holds an enrolled replica; use another directory or delete it first")]
@@ -38,9 +38,7 @@ pub enum ClientError {
         approval_code: String,
     },
     /// The enrollment bundle could not be parsed.
-    #[error(
-        "invalid enrollment bundle: {0}; copy the whole line printed by `sealsync admin enroll`"
-    )]
+    #[error("invalid enrollment bundle: {0}; copy the whole bundle line the operator gave you")]
     Bundle(String),
     /// The key store could not be opened or written (wrong or missing passphrase, corrupt or
     /// missing file).
