@@ -133,6 +133,19 @@ pub fn family() -> Family {
             "k",
             vec![put(t, 1, r#"{"a":1}"#, &[]), del(t + 1, 1, &[])],
         ),
+        merge(
+            "fields-canonical-json",
+            Policy::Fields,
+            "k",
+            vec![put(
+                t,
+                1,
+                r#"{ "z": [3, {"b": true, "a": null}], "n": -0, "i": -12, "u": 18446744073709551615,
+                     "big": 18446744073709551616, "e": 1E100, "f": 0.1, "s": "q\"\\/\u0001\u007f\t\u00e9",
+                     "A": 1, "a": 1, "dup": 1, "dup": 2 }"#,
+                &[],
+            )],
+        ),
     ];
     let base = vid(t, 1);
     let (mine, theirs) = (vid(t + 1, 1), vid(t + 2, 2));
