@@ -7,7 +7,7 @@
 //! bytes from that formula itself and asserts that the code's output matches, so a vector
 //! file can only be written when the specification and the code agree.
 //!
-//! To add a family (sealed objects and the pairing transcript are the next ones), add a
+//! To add a family (the pairing transcript and the key envelope are the next ones), add a
 //! module with a `family()` function and list it in [`families`]; then run
 //! `cargo run -p vectors` and commit the new file.
 
@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 pub mod derivations;
 pub mod encoding;
 pub mod roster;
+pub mod sealed;
 pub mod signatures;
 pub mod state;
 
@@ -51,6 +52,7 @@ pub fn families() -> Vec<Family> {
         derivations::family(),
         encoding::family(),
         roster::family(),
+        sealed::family(),
         signatures::family(),
         state::family(),
     ]

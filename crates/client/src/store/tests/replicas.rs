@@ -10,9 +10,10 @@
 //! every sealed version, and the history of every record must hold exactly the versions that
 //! were written: none lost, none invented.
 //!
-//! Speed: the devices are made once per run (6 homes of one account) and copied into a fresh
-//! directory per case, and each case's connections run with `PRAGMA synchronous = OFF`. All
-//! reads, writes and transactions are the store's own; only the fsync at each commit is
+//! Speed: the accounts are made once per test (one per number of devices, each with its
+//! observer) and their homes copied into a fresh directory per case, on tmpfs where there is
+//! one (see [`case_dir`]), and each case's connections run with `PRAGMA synchronous = OFF`.
+//! All reads, writes and transactions are the store's own; only the fsync at each commit is
 //! skipped, which matters for power loss (tested in `local`), not for what a merge computes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
