@@ -334,17 +334,18 @@ impl World {
     /// order) in one page.
     fn pull_canonical(&mut self) -> Result<(), TestCaseError> {
         let obs = self.replicas.len() - 1;
-        let log: Vec<Sealed> = self.sealed.iter().flatten().cloned().collect();
-        let r = &mut self.replicas[obs];
-        let coll = r.store.collection_required(COLL).map_err(fail)?;
-        let entries: Vec<LogEntry> = log
-            .into_iter()
+        let entries: Vec<LogEntry> = self
+            .sealed
+            .iter()
+            .flatten()
             .enumerate()
             .map(|(i, b)| LogEntry {
                 index: i as u64 + 1,
-                batch: Some(b),
+                batch: Some(b.clone()),
             })
             .collect();
+        let r = &mut self.replicas[obs];
+        let coll = r.store.collection_required(COLL).map_err(fail)?;
         let next = entries.len() as u64;
         let batches = r
             .verify_page(&coll, coll.cid.expect("cid"), &entries, &mut HashMap::new())
