@@ -1,4 +1,6 @@
-//! CF-12: any delivery order and chunking gives the root `sealsync_core` computes.
+//! CF-12: any delivery order and chunking of hand-made pulled batches (arbitrary supersedes,
+//! applied without verification) gives the root `sealsync_core` computes. The end-to-end
+//! version with real devices, sealed batches and the pull checks is [`super::replicas`].
 
 use proptest::prelude::*;
 use sealsync_core::{DeviceId, Hlc, Policy, Version, VersionId, collection_root};

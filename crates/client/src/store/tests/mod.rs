@@ -1,5 +1,6 @@
 //! Store tests: local operations and durability ([`local`]), merging pulled batches through
-//! every policy ([`merge`], [`convergence`]), sealing the outbox and verifying pulled pages
+//! every policy ([`merge`], [`convergence`]), convergence of several real replicas under
+//! random delivery ([`replicas`]), sealing the outbox and verifying pulled pages
 //! ([`sync`]). The helpers here build and apply pulled batches without a server.
 
 use sealsync_core::{DeviceId, Hlc, VersionId};
@@ -11,6 +12,7 @@ use crate::Replica;
 mod convergence;
 mod local;
 mod merge;
+mod replicas;
 mod restamp;
 mod sync;
 
