@@ -51,8 +51,8 @@ enum Op {
         dev: usize,
         key: u8,
     },
-    /// `resolve`: a version superseding every current head (any policy; only `manual` reads
-    /// the supersedes).
+    /// `resolve`: a version superseding every current head (`manual` only; under the other
+    /// policies `resolve` is refused, so the op is a plain `put` there).
     Resolve {
         dev: usize,
         key: u8,
@@ -202,8 +202,11 @@ impl World {
                 self.replicas[dev].put(COLL, &format!("k{key}"), &value(policy, key, val))
             }
             Op::Delete { dev, key } => self.replicas[dev].delete(COLL, &format!("k{key}")),
-            Op::Resolve { dev, key, val } => {
+            Op::Resolve { dev, key, val } if policy == Policy::Manual => {
                 self.replicas[dev].resolve(COLL, &format!("k{key}"), &value(policy, key, val))
+            }
+            Op::Resolve { dev, key, val } => {
+                self.replicas[dev].put(COLL, &format!("k{key}"), &value(policy, key, val))
             }
             _ => return Ok(()),
         };
