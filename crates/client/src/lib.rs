@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 mod clock;
+mod collections;
 mod devices;
 mod enroll;
 mod error;
@@ -46,7 +47,7 @@ pub use keystore::{DeviceSecrets, FileKeyStore, KeyStore, Protection};
 pub use sealsync_core::{Policy, VersionId};
 pub use types::{
     CollectionStatus, Conflict, ConflictVersion, DeviceState, EnrollOptions, Enrolled,
-    HistoryEntry, PendingDeviceInfo, Status, SyncIssue, SyncReport,
+    HistoryEntry, PendingDeviceInfo, PolicyChange, Status, SyncIssue, SyncReport,
 };
 
 /// Largest record key in bytes.
