@@ -116,6 +116,13 @@ impl Replica {
                 Err(e) => return Err(e),
             }
         }
+        // Still unpinned: the collection stays held (not pushed, not pulled); say why.
+        report.errors.push(SyncIssue {
+            collection: coll.name.clone(),
+            check: "pin".into(),
+            author: None,
+            message: "the server refused to record this collection in the roster; its changes stay local until a later sync succeeds".into(),
+        });
         Ok(())
     }
 
