@@ -103,3 +103,138 @@ pub(crate) fn check_append(
         .map_err(|e| conflict(format!("roster entry refused: {e}")))?;
     Ok(body.seq)
 }
+
+#[cfg(test)]
+mod tests {
+    use sealsync_core::{AccountKeys, GenesisParams, Hlc, NewMember, Policy, seal_descriptor};
+    use sealsync_crypto::{KdfParams, KxSecretKey, SigningKey, device_id};
+
+    use super::*;
+    use crate::store::AdmissionState;
+
+    struct Dev {
+        sign: SigningKey,
+        kx: KxSecretKey,
+        id: DeviceId,
+    }
+
+    fn dev() -> Dev {
+        let sign = SigningKey::generate();
+        let id = DeviceId(device_id(&sign.verifying_key()));
+        Dev {
+            sign,
+            kx: KxSecretKey::generate(),
+            id,
+        }
+    }
+
+    fn record(d: &Dev) -> DeviceRecord {
+        DeviceRecord {
+            device_id: d.id,
+            account: "acct".into(),
+            name: "d".into(),
+            sign_pk: d.sign.verifying_key().to_bytes(),
+            kx_pk: d.kx.public_key().to_bytes(),
+            cert_fp: [0; 32],
+            state: AdmissionState::Active,
+            enrolled_ms: 1,
+        }
+    }
+
+    fn body(e: &SignedRosterEntry) -> RosterEntryBody {
+        sealsync_proto::decode(&e.body).unwrap()
+    }
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    #[test]
+    fn collection_pins_need_their_signer_and_a_sane_clock() {
+        // CD-12, CD-07, BI-19: the server appends a member's pin posted by its signer only,
+        // never one created beyond its clock, and a pin row's subject is its signer.
+        let (a, b) = (dev(), dev());
+        let genesis = Roster::make_genesis(GenesisParams {
+            account: "acct",
+            signing: &a.sign,
+            kx_pk: &a.kx.public_key(),
+            name: "a",
+            recovery_pk: &SigningKey::generate().verifying_key(),
+            recovery_salt: &[1; 16],
+            recovery_kdf: KdfParams::FLOOR,
+            now_ms: NOW,
+        });
+        let mut roster = Roster::from_genesis(&genesis, "acct").unwrap();
+        let add = roster.make_add(
+            &a.sign,
+            a.id,
+            NewMember {
+                device_id: b.id,
+                sign_pk: &b.sign.verifying_key(),
+                kx_pk: &b.kx.public_key(),
+                name: "b",
+            },
+            NOW,
+        );
+        assert_eq!(
+            check_append(
+                std::slice::from_ref(&genesis),
+                &add,
+                &body(&add),
+                "acct",
+                a.id,
+                Some(&record(&b)),
+                NOW
+            ),
+            Ok(1)
+        );
+        roster.apply(&add).unwrap();
+        let stored = roster.entries().to_vec();
+        let keys = AccountKeys::generate();
+        let (_, d) =
+            seal_descriptor(&b.sign, b.id, "acct", &keys, "n", Policy::Lww, Hlc(1)).unwrap();
+        let pin = roster.make_collection_pin(&b.sign, b.id, &d, NOW).unwrap();
+        assert_eq!(row_subject(&body(&pin)), Some(b.id));
+        let check = |e: &SignedRosterEntry, caller: DeviceId, now: u64| {
+            check_append(&stored, e, &body(e), "acct", caller, None, now)
+        };
+        assert_eq!(check(&pin, b.id, NOW), Ok(2));
+        assert!(matches!(
+            check(&pin, a.id, NOW),
+            Err(AppendRefusal::Forbidden(_))
+        ));
+        let ahead = roster
+            .make_collection_pin(&b.sign, b.id, &d, NOW + MAX_DRIFT_MS + 1)
+            .unwrap();
+        assert!(matches!(
+            check(&ahead, b.id, NOW),
+            Err(AppendRefusal::Conflict(_))
+        ));
+        assert_eq!(check(&ahead, b.id, NOW + 1), Ok(2));
+        // An ADD whose subject keys differ from the enrolled ones is refused.
+        let c = dev();
+        let mut other = record(&c);
+        other.kx_pk = KxSecretKey::generate().public_key().to_bytes();
+        let add_c = roster.make_add(
+            &a.sign,
+            a.id,
+            NewMember {
+                device_id: c.id,
+                sign_pk: &c.sign.verifying_key(),
+                kx_pk: &c.kx.public_key(),
+                name: "c",
+            },
+            NOW,
+        );
+        assert!(matches!(
+            check_append(
+                &stored,
+                &add_c,
+                &body(&add_c),
+                "acct",
+                a.id,
+                Some(&other),
+                NOW
+            ),
+            Err(AppendRefusal::Conflict(_))
+        ));
+    }
+}
