@@ -24,6 +24,7 @@
 
 mod clock;
 mod clock_repair;
+mod collections;
 mod devices;
 mod enroll;
 mod error;
@@ -50,7 +51,7 @@ pub use replica::CLOCK_SKEW_ENV;
 pub use sealsync_core::{Policy, VersionId};
 pub use types::{
     CollectionStatus, Conflict, ConflictVersion, DeviceState, EnrollOptions, Enrolled,
-    HistoryEntry, LastError, PendingDeviceInfo, Status, SyncIssue, SyncReport,
+    HistoryEntry, LastError, PendingDeviceInfo, PolicyChange, Status, SyncIssue, SyncReport,
 };
 
 /// Largest record key in bytes.

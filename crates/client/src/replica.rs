@@ -258,8 +258,10 @@ impl Replica {
             .collect())
     }
 
-    /// Creates a collection with `policy`. Succeeds if it exists with the same policy; a
-    /// different policy is accepted only while the collection is empty and unpublished.
+    /// Creates a collection with `policy`. Succeeds without change if it exists with the
+    /// same policy; an existing collection with another policy is refused
+    /// ([`ClientError::InvalidInput`]): a collection's policy is fixed when it is created,
+    /// and once synced, by the first descriptor pinned in the roster.
     pub fn create_collection(&mut self, name: &str, policy: Policy) -> Result<(), ClientError> {
         self.refresh()?;
         match self.store.collection(name)? {
@@ -269,12 +271,8 @@ impl Replica {
                 Ok(())
             }
             Some(c) if c.policy == policy => Ok(()),
-            Some(c) if !c.descriptor_pushed && !self.store.has_versions(&c)? => {
-                self.store.change_policy(&c, policy)?;
-                Ok(())
-            }
             Some(c) => Err(ClientError::InvalidInput(format!(
-                "collection {name:?} already exists with policy {}; a policy cannot change once data or the collection is shared",
+                "collection {name:?} already exists with policy {}; a collection's policy cannot be changed",
                 c.policy
             ))),
         }

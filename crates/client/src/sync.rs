@@ -8,21 +8,18 @@
 //!    refused: MS-12);
 //! 3. for a pending device that the roster now lists: `GET /v1/envelopes`, opening the one
 //!    from a roster member (MS-15) to obtain the account keys;
-//! 4. for a trusted device: push new collection descriptors, fetch and verify all
-//!    descriptors (adopting the deterministic winner's policy), seal unsent edits into the
-//!    outbox, push the outbox (after a 409, re-sending what a restored server lost: see
-//!    `rollback`), then pull every known collection page by page (`crate::pull`). Each page is
+//! 4. for a trusted device: pin each new collection's descriptor in the roster or adopt the
+//!    policy another device pinned first (`crate::collections`), seal unsent edits into the
+//!    outbox, push the outbox of pinned collections (after a 409, re-sending what a restored server lost: see
+//!    `rollback`), then pull every pinned collection page by page (`crate::pull`). Each page is
 //!    verified completely (roster key signature, roster head known, chain, epoch,
 //!    commitment, decryption, mutation checks) before one transaction applies it and moves
 //!    the cursor; a failing page is refused whole and reported (CF-06, MS-12, MS-16, MS-23,
 //!    MS-25, MS-26).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
-use sealsync_core::{
-    AccountKeys, CollectionId, Descriptor, open_descriptor, open_envelope, pick_descriptor,
-    seal_descriptor,
-};
+use sealsync_core::{AccountKeys, CollectionId, open_envelope};
 use sealsync_proto::{
     PushRequest, PushResponse, RosterResponse, Sealed, SealedList, StatusResponse,
 };
@@ -140,13 +137,12 @@ impl Replica {
             }
             report.became_trusted = true;
         }
-        self.push_descriptors(&mut conn).await?;
-        self.pull_descriptors(&mut conn, &mut report).await?;
+        self.sync_collections(&mut conn, &mut report).await?;
         self.repair_future_stamps(&mut conn, &mut report).await?;
         self.seal_outbox()?;
         let own = self.push_outbox(&mut conn, &mut report).await?;
         for coll in self.store.collections()? {
-            if coll.cid.is_some() {
+            if coll.cid.is_some() && coll.pinned {
                 let own = own.get(&coll.id);
                 self.pull_collection(&mut conn, coll, own, &mut report)
                     .await?;
@@ -184,7 +180,7 @@ impl Replica {
             .errors
             .retain(|e| !(e.check == "roster" && refused.contains(&e.collection)));
         for coll in self.store.collections()? {
-            if coll.cid.is_some() && refused.contains(&coll.name) {
+            if coll.cid.is_some() && coll.pinned && refused.contains(&coll.name) {
                 self.pull_collection(conn, coll, None, report).await?;
             }
         }
@@ -310,70 +306,6 @@ impl Replica {
         Ok(())
     }
 
-    async fn push_descriptors(&mut self, conn: &mut Connection) -> Result<(), ClientError> {
-        for coll in self.store.collections()? {
-            if coll.descriptor_pushed || coll.cid.is_none() {
-                continue;
-            }
-            let keys = self.account_keys()?;
-            let (_, sealed) = seal_descriptor(
-                &self.secrets.signing,
-                self.device_id,
-                &self.account,
-                keys,
-                &coll.name,
-                coll.policy,
-                coll.created_hlc,
-            )
-            .map_err(|e| {
-                ClientError::Protocol(format!("cannot seal descriptor of {:?}: {e}", coll.name))
-            })?;
-            conn.send(http::Method::POST, "/v1/collections", &sealed)
-                .await?;
-            self.store.mark_descriptor_pushed(coll.id)?;
-        }
-        Ok(())
-    }
-
-    async fn pull_descriptors(
-        &mut self,
-        conn: &mut Connection,
-        report: &mut SyncReport,
-    ) -> Result<(), ClientError> {
-        let list: SealedList = conn.get("/v1/collections").await?;
-        let keys = self.account_keys()?;
-        let mut by_id: BTreeMap<CollectionId, Vec<Descriptor>> = BTreeMap::new();
-        for sealed in &list.items {
-            match open_descriptor(sealed, &self.roster, keys, &self.account) {
-                Ok(d) => by_id.entry(d.id).or_default().push(d),
-                Err(e) => report.errors.push(SyncIssue {
-                    collection: sealsync_core::descriptor_collection_id(sealed)
-                        .map(|c| c.to_string())
-                        .unwrap_or_default(),
-                    check: "descriptor".into(),
-                    author: None,
-                    message: format!("collection descriptor refused: {e}"),
-                }),
-            }
-        }
-        for candidates in by_id.values() {
-            let Some(d) = pick_descriptor(candidates) else {
-                continue;
-            };
-            match self.store.collection(&d.name)? {
-                Some(local) if local.policy != d.policy => {
-                    self.store.change_policy(&local, d.policy)?;
-                }
-                Some(_) => {}
-                None => {
-                    self.store
-                        .create_collection(&d.name, d.policy, Some(d.id), true)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Seals unsent local edits into outbox batches.
     pub(crate) fn seal_outbox(&mut self) -> Result<usize, ClientError> {
         let keys = self.account_keys()?.clone();
@@ -444,11 +376,19 @@ impl Replica {
         indices: &mut HashMap<i64, BTreeSet<u64>>,
         skip: &BTreeSet<i64>,
     ) -> Result<Result<(), (ClientError, i64)>, ClientError> {
+        // Only collections whose policy is pinned travel (see `crate::collections`).
+        let pinned: BTreeSet<i64> = self
+            .store
+            .collections()?
+            .into_iter()
+            .filter(|c| c.pinned)
+            .map(|c| c.id)
+            .collect();
         let entries: Vec<_> = self
             .store
             .outbox()?
             .into_iter()
-            .filter(|e| !skip.contains(&e.coll))
+            .filter(|e| pinned.contains(&e.coll) && !skip.contains(&e.coll))
             .collect();
         let coll_of: HashMap<(CollectionId, u64), i64> =
             entries.iter().map(|e| ((e.cid, e.seq), e.coll)).collect();

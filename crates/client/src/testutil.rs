@@ -63,7 +63,7 @@ pub(crate) fn offline_replica(home: &Path) -> Replica {
     let rk = sealsync_crypto::derive_recovery_keys(
         &RecoverySecret::generate(),
         &[7; 16],
-        KdfParams::DEFAULT,
+        KdfParams::FLOOR,
     )
     .unwrap();
     let genesis = Roster::make_genesis(GenesisParams {

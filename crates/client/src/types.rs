@@ -272,6 +272,21 @@ pub struct SyncReport {
     pub restamped_versions: u64,
     /// Per-collection refusals (nothing of a refused page was applied).
     pub errors: Vec<SyncIssue>,
+    /// Local collections whose policy was replaced by the one pinned in the roster (another
+    /// device created the same collection first, with another policy); their records were
+    /// re-resolved under the pinned policy.
+    pub policy_changes: Vec<PolicyChange>,
+}
+
+/// A local collection whose policy was replaced by the pinned one during a sync.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PolicyChange {
+    /// Collection name.
+    pub collection: String,
+    /// The policy this device had chosen.
+    pub from: String,
+    /// The policy pinned in the roster, now in force.
+    pub to: String,
 }
 
 impl fmt::Display for SyncReport {
@@ -299,6 +314,13 @@ impl fmt::Display for SyncReport {
                 f,
                 "; re-stamped {} edits that this device's clock had dated in the future",
                 self.restamped_versions
+            )?;
+        }
+        for c in &self.policy_changes {
+            write!(
+                f,
+                "\ncollection {:?} uses policy {} (set by the device that created it first), not {}: its records were re-resolved",
+                c.collection, c.to, c.from
             )?;
         }
         for e in &self.errors {

@@ -163,27 +163,35 @@ async fn two_devices_converge_under_every_policy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn first_descriptor_decides_the_policy() {
-    // Offline creation of one collection on two devices: both adopt the earliest descriptor.
+async fn first_pinned_descriptor_decides_the_policy() {
+    // CD-12 (issue 5 defect 4): one collection created offline on two devices with two
+    // policies. The first to pin it in the roster (b, syncing first) fixes the policy; the
+    // other adopts it, re-resolves its records and says so in its sync report.
     let server = TestServer::start().await;
     let (mut a, mut b) = pair(&server).await;
     a.create_collection("shared", Policy::Manual).unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    a.put("shared", "k", b"a").unwrap();
     b.put("shared", "k", b"b").unwrap(); // creates it as lww
-    round(&mut [&mut b, &mut a]).await;
     round(&mut [&mut b]).await;
-    let policy = |r: &Replica| {
-        r.status()
-            .unwrap()
-            .collections
-            .into_iter()
-            .find(|c| c.name == "shared")
-            .unwrap()
-            .policy
-    };
-    assert_eq!(policy(&a), "manual");
-    assert_eq!(policy(&b), "manual");
+    let report = a.sync().await.unwrap();
+    assert!(report.errors.is_empty(), "{report}");
+    assert_eq!(report.policy_changes.len(), 1, "{report}");
+    assert_eq!(
+        (
+            report.policy_changes[0].from.as_str(),
+            report.policy_changes[0].to.as_str()
+        ),
+        ("manual", "lww")
+    );
+    assert!(report.to_string().contains("uses policy lww"));
+    round(&mut [&mut b, &mut a]).await;
+    assert_eq!(salt_policy::policy(&a, "shared"), "lww");
+    assert_eq!(salt_policy::policy(&b, "shared"), "lww");
+    assert!(a.conflicts("shared").unwrap().is_empty());
     assert_eq!(a.state_root().unwrap(), b.state_root().unwrap());
+    // Later syncs report nothing more.
+    let report = a.sync().await.unwrap();
+    assert!(report.policy_changes.is_empty());
     server.stop().await;
 }
 
@@ -244,6 +252,8 @@ async fn altered_batch_is_refused_whole_and_later_applied_when_intact() {
     server.stop().await;
 }
 
+mod salt_policy;
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -258,20 +268,20 @@ async fn lost_acknowledgement_is_repushed_without_duplicates() {
     let server = TestServer::start().await;
     let (mut a, mut b) = pair(&server).await;
     a.put("notes", "once", b"v").unwrap();
-    let home = a.home().to_path_buf();
-    drop(a);
-    let backup = server.home("backup");
-    copy_dir(&home, &backup);
-    let mut a = Replica::open(&home).unwrap();
     let report = a.sync().await.unwrap();
     assert_eq!(report.pushed_batches, 1);
+    let home = a.home().to_path_buf();
     drop(a);
-    // "Crash" before the acknowledgement was recorded: restore the earlier files.
-    std::fs::remove_dir_all(&home).unwrap();
-    copy_dir(&backup, &home);
+    // "Crash" after the server's acknowledgement, before it was recorded (the sealed bytes
+    // were committed before the push). Batches carry a fresh salt each, so the retry must
+    // re-send the stored bytes, never re-seal.
+    let db = rusqlite::Connection::open(home.join("replica.db")).unwrap();
+    assert_eq!(db.execute("UPDATE outbox SET acked = 0", []).unwrap(), 1);
+    drop(db);
     let mut a = Replica::open(&home).unwrap();
     let report = a.sync().await.unwrap();
     assert!(report.errors.is_empty(), "{report}");
+    assert_eq!(report.pushed_batches, 1);
     let status = a.status().unwrap();
     assert!(status.collections.iter().all(|c| c.pending_batches == 0));
     let report = b.sync().await.unwrap();

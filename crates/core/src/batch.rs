@@ -3,13 +3,16 @@
 //! A batch is one device's mutations in one collection. Its clear `BatchHeader` is the AEAD
 //! associated data and is signed together with the ciphertext, so nothing can be moved to
 //! another account, collection, device, seq or epoch (MS-17, MS-18). The object key is
-//! derived from the batch identity, so the all-zero nonce never repeats under one key.
+//! derived from the batch identity and a fresh random salt carried in the signed header, so
+//! the all-zero nonce never repeats under one key, even when a device restored from a backup
+//! seals another batch at a seq it already used.
 //! Verification of the signature lives in [`crate::verify`]; this module seals, checks the
 //! chain and opens.
 
 use prost::Message;
 use sealsync_crypto::{
     CryptoError, ObjectKey, ObjectLabel, SUITE_V1, SigContext, SigningKey, SymmetricKey, lp,
+    object_salt,
 };
 use sealsync_proto::{BatchHeader, Mutation, MutationList, Sealed};
 use zeroize::Zeroizing;
@@ -130,12 +133,25 @@ pub(crate) fn check_mutations(
     Ok(())
 }
 
-/// Checks limits and HLC order, sets `hlc_max` to the last mutation's HLC, derives the
-/// object key, encrypts with the header as associated data and signs the exact bytes.
+/// Checks limits and HLC order, sets `hlc_max` to the last mutation's HLC, draws a fresh
+/// 32-byte salt, derives the object key, encrypts with the header as associated data and
+/// signs the exact bytes.
 pub fn seal_batch(
     draft: BatchDraft,
     signing: &SigningKey,
     collection_key: &SymmetricKey,
+) -> Result<SealedBatch, BatchError> {
+    seal_batch_with_salt(draft, signing, collection_key, &object_salt())
+}
+
+/// [`seal_batch`] with the salt given (16 to 64 bytes), for test vectors: a salt must never
+/// be reused with the same collection key and identity. Anything else than fresh random
+/// bytes belongs in tests only.
+pub fn seal_batch_with_salt(
+    draft: BatchDraft,
+    signing: &SigningKey,
+    collection_key: &SymmetricKey,
+    salt: &[u8],
 ) -> Result<SealedBatch, BatchError> {
     if DeviceId(sealsync_crypto::device_id(&signing.verifying_key())) != draft.device {
         return Err(BatchError::KeyMismatch);
@@ -165,7 +181,8 @@ pub fn seal_batch(
         draft.seq,
         draft.epoch,
     );
-    let key = ObjectKey::derive(collection_key, ObjectLabel::Batch, &identity);
+    let key = ObjectKey::derive(collection_key, ObjectLabel::Batch, &identity, salt)
+        .map_err(|_| BatchError::Malformed("salt length"))?;
     let header = BatchHeader {
         suite: SUITE_V1,
         account: draft.account,
@@ -178,6 +195,7 @@ pub fn seal_batch(
         witness: Vec::new(),
         roster_head: draft.roster_head.to_vec(),
         key_commitment: key.commitment().to_vec(),
+        salt: salt.to_vec(),
     };
     let header_bytes = sealsync_proto::encode(&header);
     let plaintext = Zeroizing::new(sealsync_proto::encode(&MutationList {
@@ -300,7 +318,8 @@ pub fn open_batch(
     }
     let h = &v.header;
     let identity = batch_identity(&h.account, &v.collection.0, &v.device.0, h.seq, h.key_epoch);
-    let key = ObjectKey::derive(collection_key, ObjectLabel::Batch, &identity);
+    let key = ObjectKey::derive(collection_key, ObjectLabel::Batch, &identity, &h.salt)
+        .map_err(|_| BatchError::Malformed("salt length"))?;
     let plaintext = Zeroizing::new(
         key.open(&h.key_commitment, &sealed.header, &sealed.ciphertext)
             .map_err(|e| match e {

@@ -1,12 +1,17 @@
 //! Collection descriptors: the encrypted, signed record of a collection's name and policy.
 //!
-//! The device that first writes to a collection seals a descriptor (object key label
-//! `"collection"`, identity `lp(account) || collection_id || device_id || u64be(hlc) ||
-//! u32be(epoch)`). If several devices create the same collection offline, every device
-//! picks the valid descriptor with the smallest `(hlc, device)`, so all agree on the policy.
+//! A descriptor is sealed like a batch (object key label `"collection"`, identity
+//! `lp(account) || collection_id || device_id || u64be(hlc) || u32be(epoch)`, a fresh
+//! random salt in the signed header). A collection's policy is fixed by the first
+//! descriptor pinned for it in the roster (a `COLLECTION` entry carrying the sealed
+//! descriptor, see [`crate::roster`]): the roster is signed and hash-chained, so every
+//! device sees the same first pin whatever order descriptors arrive in, and neither a
+//! backdated descriptor nor a server hiding descriptors can change it (issue 5, defects 4
+//! and 5). Any later descriptor of the collection carries no authority.
 
 use sealsync_crypto::{
-    CryptoError, ObjectKey, ObjectLabel, SUITE_V1, SigContext, SigningKey, device_id, lp,
+    CryptoError, ObjectKey, ObjectLabel, SUITE_V1, SigContext, SigningKey, VerifyingKey,
+    check_object_salt, device_id, lp, object_salt, sha256, signed_message,
 };
 use sealsync_proto::{CollectionHeader, CollectionInfo, Sealed};
 use zeroize::Zeroizing;
@@ -22,6 +27,8 @@ use crate::roster::Roster;
 const MAX_HEADER_BYTES: usize = 4 * 1024;
 /// Largest descriptor plaintext accepted.
 const MAX_INFO_BYTES: usize = 64 * 1024;
+/// Largest encoded `Sealed` descriptor accepted (a real one is about 250 bytes).
+pub const MAX_DESCRIPTOR_BYTES: usize = 8 * 1024;
 
 /// A verified collection descriptor.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +45,17 @@ pub struct Descriptor {
     pub device: DeviceId,
 }
 
+/// A descriptor header whose signature verified.
+#[derive(Clone, Debug)]
+pub struct VerifiedDescriptor {
+    /// The decoded header (authenticated).
+    pub header: CollectionHeader,
+    /// Author (from the authenticated header).
+    pub device: DeviceId,
+    /// Collection (from the authenticated header).
+    pub collection: CollectionId,
+}
+
 fn identity(account: &str, cid: &CollectionId, device: &DeviceId, hlc: Hlc, epoch: u32) -> Vec<u8> {
     let mut id = Vec::with_capacity(4 + account.len() + 16 + 16 + 8 + 4);
     lp(&mut id, account.as_bytes());
@@ -48,7 +66,18 @@ fn identity(account: &str, cid: &CollectionId, device: &DeviceId, hlc: Hlc, epoc
     id
 }
 
-/// Seals and signs the descriptor of collection `name` under the keys' current epoch.
+/// `H(signed_message(Collection, header, ciphertext))`: identifies a descriptor (as
+/// [`crate::batch_hash`] does a batch).
+pub fn descriptor_hash(sealed: &Sealed) -> [u8; 32] {
+    sha256(&signed_message(
+        SigContext::Collection,
+        &sealed.header,
+        &sealed.ciphertext,
+    ))
+}
+
+/// Seals and signs the descriptor of collection `name` under the keys' current epoch, with
+/// a fresh 32-byte salt.
 pub fn seal_descriptor(
     signing: &SigningKey,
     device: DeviceId,
@@ -57,6 +86,23 @@ pub fn seal_descriptor(
     name: &str,
     policy: Policy,
     hlc: Hlc,
+) -> Result<(Descriptor, Sealed), CollectionError> {
+    let salt = object_salt();
+    seal_descriptor_with_salt(signing, device, account, keys, name, policy, hlc, &salt)
+}
+
+/// [`seal_descriptor`] with the salt given (16 to 64 bytes), for test vectors: a salt must
+/// never be reused under one collection key and identity.
+#[allow(clippy::too_many_arguments)]
+pub fn seal_descriptor_with_salt(
+    signing: &SigningKey,
+    device: DeviceId,
+    account: &str,
+    keys: &AccountKeys,
+    name: &str,
+    policy: Policy,
+    hlc: Hlc,
+    salt: &[u8],
 ) -> Result<(Descriptor, Sealed), CollectionError> {
     if DeviceId(device_id(&signing.verifying_key())) != device {
         return Err(CollectionError::Seal("signing key is not the device's"));
@@ -70,7 +116,9 @@ pub fn seal_descriptor(
         &ck,
         ObjectLabel::Collection,
         &identity(account, &cid, &device, hlc, epoch),
-    );
+        salt,
+    )
+    .map_err(|_| CollectionError::Seal("salt length"))?;
     let header = CollectionHeader {
         suite: SUITE_V1,
         account: account.to_owned(),
@@ -79,6 +127,7 @@ pub fn seal_descriptor(
         key_epoch: epoch,
         hlc: hlc.0,
         key_commitment: key.commitment().to_vec(),
+        salt: salt.to_vec(),
     };
     let header_bytes = sealsync_proto::encode(&header);
     let info = CollectionInfo {
@@ -117,33 +166,50 @@ fn decode_header(sealed: &Sealed) -> Result<(CollectionHeader, CollectionId), Co
     Ok((header, cid))
 }
 
-/// Opens a descriptor: suite, account, author in `roster` (MS-23), signature over the exact
-/// bytes, epoch key held, commitment, decrypt, decode; the name must blind to the header's
-/// collection id (MS-17).
+/// THE descriptor verification path, shared by the server (on post and inside a roster
+/// `COLLECTION` entry) and devices: bounded decode, suite, id, commitment and salt lengths
+/// (salt 16 to 64 bytes), then the signature over the exact bytes with the key
+/// `key_for(author)` returns (`None` => [`CollectionError::NotMember`]).
+pub fn verify_descriptor(
+    sealed: &Sealed,
+    key_for: impl Fn(&DeviceId) -> Option<VerifyingKey>,
+) -> Result<VerifiedDescriptor, CollectionError> {
+    let (header, collection) = decode_header(sealed)?;
+    let device = DeviceId::from_slice(&header.device_id)
+        .map_err(|_| CollectionError::Malformed("device id length"))?;
+    if header.key_commitment.len() != 32 {
+        return Err(CollectionError::Malformed("key commitment length"));
+    }
+    check_object_salt(&header.salt).map_err(|_| CollectionError::Malformed("salt length"))?;
+    let key = key_for(&device).ok_or(CollectionError::NotMember(device))?;
+    key.verify(
+        SigContext::Collection,
+        &sealed.header,
+        &sealed.ciphertext,
+        &sealed.signature,
+    )
+    .map_err(|_| CollectionError::Signature)?;
+    Ok(VerifiedDescriptor {
+        header,
+        device,
+        collection,
+    })
+}
+
+/// Opens a descriptor: [`verify_descriptor`] with the author's key from `roster`
+/// (MS-23), account, epoch key held, commitment, decrypt, decode; the name must blind to
+/// the header's collection id (MS-17).
 pub fn open_descriptor(
     sealed: &Sealed,
     roster: &Roster,
     keys: &AccountKeys,
     account: &str,
 ) -> Result<Descriptor, CollectionError> {
-    let (header, cid) = decode_header(sealed)?;
+    let v = verify_descriptor(sealed, |d| roster.member(d).map(|m| m.sign_pk))?;
+    let (header, cid, device) = (v.header, v.collection, v.device);
     if header.account != account || roster.account() != account {
         return Err(CollectionError::WrongAccount);
     }
-    let device = DeviceId::from_slice(&header.device_id)
-        .map_err(|_| CollectionError::Malformed("device id length"))?;
-    let member = roster
-        .member(&device)
-        .ok_or(CollectionError::NotMember(device))?;
-    member
-        .sign_pk
-        .verify(
-            SigContext::Collection,
-            &sealed.header,
-            &sealed.ciphertext,
-            &sealed.signature,
-        )
-        .map_err(|_| CollectionError::Signature)?;
     let epoch = header.key_epoch;
     let ck = keys
         .collection_key(account, &cid, epoch)
@@ -153,7 +219,9 @@ pub fn open_descriptor(
         &ck,
         ObjectLabel::Collection,
         &identity(account, &cid, &device, hlc, epoch),
-    );
+        &header.salt,
+    )
+    .map_err(|_| CollectionError::Malformed("salt length"))?;
     let plaintext = Zeroizing::new(
         key.open(&header.key_commitment, &sealed.header, &sealed.ciphertext)
             .map_err(|e| match e {
@@ -176,17 +244,23 @@ pub fn open_descriptor(
     })
 }
 
-/// The deterministic winner among valid descriptors of one collection: the smallest
-/// `(hlc, device)`. Input order does not matter.
-pub fn pick_descriptor(candidates: &[Descriptor]) -> Option<&Descriptor> {
-    candidates.iter().min_by(|a, b| {
-        (a.hlc, a.device, &a.name, a.policy.as_str()).cmp(&(
-            b.hlc,
-            b.device,
-            &b.name,
-            b.policy.as_str(),
-        ))
-    })
+/// The descriptor that fixes collection `cid`: the one pinned in `roster`, opened with
+/// `keys`. `Ok(None)` while no pin exists (devices then hold the collection's batches);
+/// an error when the pinned descriptor does not open. Every device with this roster gets
+/// the same answer, whatever descriptors the server shows it.
+pub fn pinned_descriptor(
+    roster: &Roster,
+    keys: &AccountKeys,
+    cid: &CollectionId,
+) -> Result<Option<Descriptor>, CollectionError> {
+    let Some(pin) = roster.collection_pin(cid) else {
+        return Ok(None);
+    };
+    let d = open_descriptor(&pin.descriptor, roster, keys, roster.account())?;
+    if d.id != *cid {
+        return Err(CollectionError::NotPinned);
+    }
+    Ok(Some(d))
 }
 
 /// Collection id named in a descriptor header. Unverified: for servers.
@@ -212,8 +286,8 @@ mod tests {
             name: "first",
             recovery_pk: &SigningKey::generate().verifying_key(),
             recovery_salt: &[1; 16],
-            recovery_kdf: KdfParams::DEFAULT,
-            now_ms: 0,
+            recovery_kdf: KdfParams::FLOOR,
+            now_ms: 1,
         });
         let roster = Roster::from_genesis(&g, "acct").unwrap();
         (sign, id, roster, AccountKeys::generate())
@@ -308,28 +382,78 @@ mod tests {
     }
 
     #[test]
-    fn pick_descriptor_is_deterministic() {
-        let d = |hlc, dev, policy| Descriptor {
-            id: CollectionId([1; 16]),
-            name: "notes".into(),
-            policy,
-            hlc: Hlc(hlc),
-            device: DeviceId([dev; 16]),
+    fn fresh_salt_per_seal_and_salt_checked() {
+        // Issue 5 defect 3 (key and nonce reuse): two descriptors sealed with every identity
+        // field equal (a home restored from a backup) use two keys.
+        let (sign, id, roster, keys) = setup();
+        let seal = || seal_descriptor(&sign, id, "acct", &keys, "n", Policy::Lww, Hlc(7)).unwrap();
+        let (_, a) = seal();
+        let (_, b) = seal();
+        let ha: CollectionHeader = sealsync_proto::decode(&a.header).unwrap();
+        let hb: CollectionHeader = sealsync_proto::decode(&b.header).unwrap();
+        assert_eq!(ha.salt.len(), 32);
+        assert_ne!(ha.salt, hb.salt);
+        assert_ne!(ha.key_commitment, hb.key_commitment);
+        // The explicit-salt variant is deterministic (vectors).
+        let with = |salt: &[u8]| {
+            seal_descriptor_with_salt(&sign, id, "acct", &keys, "n", Policy::Lww, Hlc(7), salt)
         };
-        let cands = vec![
-            d(5, 2, Policy::Lww),
-            d(5, 1, Policy::Manual),
-            d(6, 0, Policy::Fields),
-        ];
-        let mut rev = cands.clone();
-        rev.reverse();
-        assert_eq!(pick_descriptor(&cands), Some(&d(5, 1, Policy::Manual)));
-        assert_eq!(pick_descriptor(&rev), Some(&d(5, 1, Policy::Manual)));
-        for r in 0..3 {
-            let mut c = cands.clone();
-            c.rotate_left(r);
-            assert_eq!(pick_descriptor(&c).unwrap().policy, Policy::Manual);
+        assert_eq!(with(&[9; 16]).unwrap().1, with(&[9; 16]).unwrap().1);
+        assert!(matches!(with(&[9; 15]), Err(CollectionError::Seal(_))));
+        // A member re-signing the header without a salt, or with a short one: refused by the
+        // shared verification path before anything else.
+        for salt in [vec![], vec![1; 15]] {
+            let t = resign_header(
+                &a,
+                SigContext::Collection,
+                &sign,
+                |h: &mut CollectionHeader| h.salt = salt.clone(),
+            );
+            assert_eq!(
+                open_descriptor(&t, &roster, &keys, "acct").unwrap_err(),
+                CollectionError::Malformed("salt length")
+            );
+            assert!(verify_descriptor(&t, |_| Some(sign.verifying_key())).is_err());
         }
-        assert_eq!(pick_descriptor(&[]), None);
+        assert_eq!(
+            open_descriptor(&a, &roster, &keys, "acct").unwrap().policy,
+            Policy::Lww
+        );
+    }
+
+    #[test]
+    fn backdated_descriptor_cannot_change_a_pinned_policy() {
+        // CD-12 / MS-22 (issue 5 defect 4): the policy is the pinned first descriptor's. A
+        // member that backdates a descriptor with another policy (hlc 1 < 42) cannot pin it,
+        // and whatever descriptors a device is shown, the pin decides.
+        let (sign, id, mut roster, keys) = setup();
+        let (_, first) =
+            seal_descriptor(&sign, id, "acct", &keys, "notes", Policy::Manual, Hlc(42)).unwrap();
+        let cid = keys.collection_id("acct", "notes");
+        assert_eq!(pinned_descriptor(&roster, &keys, &cid).unwrap(), None);
+        let pin = roster.make_collection_pin(&sign, id, &first, 10).unwrap();
+        roster.apply(&pin).unwrap();
+        let (_, backdated) =
+            seal_descriptor(&sign, id, "acct", &keys, "notes", Policy::Lww, Hlc(1)).unwrap();
+        let second = roster
+            .make_collection_pin(&sign, id, &backdated, 11)
+            .unwrap();
+        assert_eq!(
+            roster.apply(&second).unwrap_err(),
+            crate::error::RosterError::AlreadyPinned(cid)
+        );
+        let d = pinned_descriptor(&roster, &keys, &cid).unwrap().unwrap();
+        assert_eq!((d.policy, d.hlc), (Policy::Manual, Hlc(42)));
+        assert_eq!(
+            roster.collection_pin(&cid).unwrap().descriptor_hash,
+            descriptor_hash(&first)
+        );
+        // The backdated one still opens as a descriptor: it is just not the pinned one.
+        assert_eq!(
+            open_descriptor(&backdated, &roster, &keys, "acct")
+                .unwrap()
+                .policy,
+            Policy::Lww
+        );
     }
 }

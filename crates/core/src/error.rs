@@ -6,7 +6,7 @@
 
 use crate::batch::ChainCheck;
 use crate::hlc::Hlc;
-use crate::ids::DeviceId;
+use crate::ids::{CollectionId, DeviceId};
 
 /// Why an encoded [`crate::AccountKeys`] was refused.
 #[non_exhaustive]
@@ -190,6 +190,25 @@ pub enum RosterError {
         /// Seq where the histories differ.
         seq: u64,
     },
+    /// The entry's `epoch` is not the roster's current key epoch.
+    #[error("roster entry names epoch {got} where the roster is at {expected}")]
+    Epoch {
+        /// The roster's current epoch.
+        expected: u32,
+        /// The entry's epoch.
+        got: u32,
+    },
+    /// The entry's `created_ms` is zero, absurdly far in the future, or more than the
+    /// tolerance before the previous entry's (BI-19).
+    #[error("roster entry creation time {0} ms cannot be right")]
+    CreatedAt(u64),
+    /// A `COLLECTION` entry for a collection already pinned: its policy is fixed by the
+    /// first one.
+    #[error("collection {0} is already pinned in the roster")]
+    AlreadyPinned(CollectionId),
+    /// The descriptor inside a `COLLECTION` entry is refused.
+    #[error("pinned collection descriptor refused: {0}")]
+    Descriptor(CollectionError),
 }
 
 /// Why a key envelope could not be sealed or was refused.
@@ -226,6 +245,10 @@ pub enum EnvelopeError {
     /// Sealing: the signing key is not the sender's, or HPKE refused the recipient key.
     #[error("envelope could not be sealed: {0}")]
     Seal(&'static str),
+    /// The header's roster head is not an entry of the recipient's verified roster, or the
+    /// sender was not yet a member at that entry (MS-12, MS-15).
+    #[error("envelope names a roster head unknown to this device")]
+    RosterHead,
 }
 
 /// Why a collection descriptor could not be sealed or was refused.
@@ -265,6 +288,10 @@ pub enum CollectionError {
     /// Sealing: the signing key is not the device's, or the keys lack the current epoch.
     #[error("collection descriptor could not be sealed: {0}")]
     Seal(&'static str),
+    /// The descriptor is not the one the roster pins for its collection (another one was
+    /// pinned first, or none is pinned yet).
+    #[error("collection descriptor is not the one pinned in the roster")]
+    NotPinned,
 }
 
 /// Why the recovery blob could not be opened.

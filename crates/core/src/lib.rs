@@ -27,12 +27,16 @@ mod testkit;
 pub use batch::{
     BatchDraft, ChainCheck, ChainState, MAX_BATCH_BYTES, MAX_BATCH_MUTATIONS, MAX_KEY_BYTES,
     MAX_VALUE_BYTES, SealedBatch, check_chain, mutation_version, open_batch, open_batch_with_keys,
-    seal_batch,
+    seal_batch, seal_batch_with_salt,
 };
 pub use collection::{
-    Descriptor, descriptor_collection_id, open_descriptor, pick_descriptor, seal_descriptor,
+    Descriptor, MAX_DESCRIPTOR_BYTES, VerifiedDescriptor, descriptor_collection_id,
+    descriptor_hash, open_descriptor, pinned_descriptor, seal_descriptor,
+    seal_descriptor_with_salt, verify_descriptor,
 };
-pub use envelope::{PURPOSE_ACCOUNT_KEYS, envelope_recipient, open_envelope, seal_envelope};
+pub use envelope::{
+    PURPOSE_ACCOUNT_KEYS, envelope_recipient, open_envelope, seal_envelope, seal_envelope_with_salt,
+};
 pub use error::{
     BatchError, CollectionError, EnvelopeError, KeysError, RecoveryError, RosterError,
 };
@@ -41,9 +45,10 @@ pub use ids::{BatchHash, CollectionId, DeviceId, IdError, VersionId};
 pub use keys::AccountKeys;
 pub use merge::{Resolved, Version, explain, resolve};
 pub use policy::{Policy, PolicyError};
-pub use recovery::{open_recovery_blob, seal_recovery_blob};
+pub use recovery::{open_recovery_blob, seal_recovery_blob, seal_recovery_blob_with_salt};
 pub use roster::{
-    GenesisParams, MAX_DEVICE_NAME_BYTES, NewMember, Roster, RosterMember, roster_entry_hash,
+    CollectionPin, GenesisParams, MAX_DEVICE_NAME_BYTES, MAX_ROSTER_CREATED_MS, NewMember,
+    ROSTER_CLOCK_TOLERANCE_MS, Roster, RosterMember, roster_entry_hash,
 };
 pub use state::{collection_root, combined_root, leaf_hash, state_root};
 pub use verify::{VerifiedHeader, batch_hash, verify_batch};

@@ -2,19 +2,25 @@
 //!
 //! Entry 0 is the genesis, self-signed by the first device, carrying the recovery public
 //! key, salt and KDF parameters. Each later entry has the next seq, chains to the previous
-//! entry's hash, and is signed by a current member, or (for `ADD` only) by the recovery key.
-//! A device trusts one genesis and accepts only entries extending that chain (MS-10, MS-11,
-//! MS-12). Signatures use the `"sealsync/v1/roster"` context over the exact body bytes.
+//! entry's hash, names the roster's current key epoch, has a plausible creation time, and is
+//! signed by a current member, or (for `ADD` only) by the recovery key. A device trusts one
+//! genesis and accepts only entries extending that chain (MS-10, MS-11, MS-12). Signatures
+//! use the `"sealsync/v1/roster"` context over the exact body bytes.
+//!
+//! Ops after the genesis: `ADD` admits a device; `COLLECTION` pins a collection's first
+//! descriptor (signed by the entry's signer, carried whole), which fixes the collection's
+//! policy for good: a second `COLLECTION` entry for the same collection id is refused.
 
 use std::collections::BTreeMap;
 
 use sealsync_crypto::{
     KdfParams, KxPublicKey, SUITE_V1, SigContext, SigningKey, VerifyingKey, device_id, lp, sha256,
 };
-use sealsync_proto::{RosterEntryBody, RosterOp, SignedRosterEntry};
+use sealsync_proto::{RosterEntryBody, RosterOp, Sealed, SignedRosterEntry};
 
-use crate::error::RosterError;
-use crate::ids::DeviceId;
+use crate::collection::{MAX_DESCRIPTOR_BYTES, descriptor_hash, verify_descriptor};
+use crate::error::{CollectionError, RosterError};
+use crate::ids::{CollectionId, DeviceId};
 
 /// Largest encoded roster entry body accepted.
 const MAX_ENTRY_BYTES: usize = 16 * 1024;
@@ -22,6 +28,26 @@ const MAX_ENTRY_BYTES: usize = 16 * 1024;
 pub const MAX_DEVICE_NAME_BYTES: usize = 256;
 /// Accepted recovery salt lengths, in bytes.
 const SALT_LEN: std::ops::RangeInclusive<usize> = 16..=64;
+/// How far an entry's `created_ms` may lie before the previous entry's: device clocks
+/// differ (a device not yet synced with the server's time signs with its own clock), but
+/// not by a day.
+pub const ROSTER_CLOCK_TOLERANCE_MS: u64 = 24 * 60 * 60 * 1000;
+/// Latest `created_ms` accepted at all (year 3000): anything later cannot be right. The
+/// server also refuses an entry created beyond its own clock plus the drift bound.
+pub const MAX_ROSTER_CREATED_MS: u64 = 32_503_680_000_000;
+
+/// A collection pinned by a `COLLECTION` entry: its first descriptor.
+#[derive(Clone, Debug)]
+pub struct CollectionPin {
+    /// Seq of the pinning entry.
+    pub seq: u64,
+    /// The device that signed the entry and the descriptor.
+    pub author: DeviceId,
+    /// The pinned descriptor, as sealed by its author.
+    pub descriptor: Sealed,
+    /// [`descriptor_hash`] of `descriptor`.
+    pub descriptor_hash: [u8; 32],
+}
 
 /// One device of the roster.
 #[derive(Clone, Debug)]
@@ -46,6 +72,8 @@ pub struct Roster {
     entries: Vec<SignedRosterEntry>,
     hashes: Vec<[u8; 32]>,
     members: BTreeMap<DeviceId, RosterMember>,
+    pins: BTreeMap<CollectionId, CollectionPin>,
+    last_created_ms: u64,
     recovery_pk: VerifyingKey,
     recovery_salt: Vec<u8>,
     recovery_kdf: KdfParams,
@@ -155,7 +183,21 @@ fn member_body(roster: &Roster, m: &NewMember<'_>, now_ms: u64) -> RosterEntryBo
         recovery_kdf: None,
         epoch: roster.epoch,
         created_ms: now_ms,
+        collection_id: Vec::new(),
+        descriptor: Vec::new(),
     }
+}
+
+/// Refuses a `created_ms` that cannot be right: zero, after [`MAX_ROSTER_CREATED_MS`], or
+/// more than [`ROSTER_CLOCK_TOLERANCE_MS`] before the previous entry's (BI-19).
+fn check_created(created_ms: u64, previous_ms: u64) -> Result<(), RosterError> {
+    if created_ms == 0
+        || created_ms > MAX_ROSTER_CREATED_MS
+        || created_ms.saturating_add(ROSTER_CLOCK_TOLERANCE_MS) < previous_ms
+    {
+        return Err(RosterError::CreatedAt(created_ms));
+    }
+    Ok(())
 }
 
 impl Roster {
@@ -183,6 +225,8 @@ impl Roster {
             }),
             epoch: 1,
             created_ms: p.now_ms,
+            collection_id: Vec::new(),
+            descriptor: Vec::new(),
         };
         sign_entry(p.signing, &body)
     }
@@ -200,6 +244,9 @@ impl Roster {
         }
         if b.prev_hash != [0u8; 32] {
             return Err(RosterError::NotGenesis("prev hash is not zero"));
+        }
+        if !b.collection_id.is_empty() || !b.descriptor.is_empty() {
+            return Err(RosterError::Malformed("collection field in a genesis"));
         }
         let first = subject(&b)?;
         if b.signer_device_id != b.subject_device_id {
@@ -227,6 +274,8 @@ impl Roster {
             entries: vec![entry.clone()],
             hashes: vec![hash],
             members,
+            pins: BTreeMap::new(),
+            last_created_ms: b.created_ms,
             recovery_pk,
             recovery_salt: b.recovery_salt,
             recovery_kdf,
@@ -246,9 +295,16 @@ impl Roster {
         Ok(roster)
     }
 
-    /// Applies the next entry: suite, account, seq = next, prev hash = head, op `ADD`,
-    /// signed by a current member (or by the recovery key, `signer_device_id` empty), valid
-    /// subject keys, subject not already a member. On error the roster is unchanged.
+    /// Applies the next entry: suite, account, seq = next, prev hash = head, no genesis-only
+    /// field, `epoch` = the roster's current epoch, `created_ms` plausible
+    /// ([`ROSTER_CLOCK_TOLERANCE_MS`], [`MAX_ROSTER_CREATED_MS`]), then by op:
+    /// - `ADD`: signed by a current member (or by the recovery key, `signer_device_id`
+    ///   empty), valid subject keys, subject not already a member;
+    /// - `COLLECTION`: signed by a current member, no subject, a 16-byte `collection_id` not
+    ///   pinned yet, and a descriptor of that collection and account signed by the same
+    ///   member (checked by [`verify_descriptor`]).
+    ///
+    /// On error the roster is unchanged.
     pub fn apply(&mut self, entry: &SignedRosterEntry) -> Result<(), RosterError> {
         let b = decode_body(entry, &self.account)?;
         let next = self.len();
@@ -261,33 +317,111 @@ impl Roster {
         if b.prev_hash.as_slice() != self.head_hash().as_slice() {
             return Err(RosterError::PrevHash { seq: b.seq });
         }
-        if b.op != RosterOp::Add as i32 {
-            return Err(RosterError::Op(b.op));
-        }
         if !b.recovery_pk.is_empty() || !b.recovery_salt.is_empty() || b.recovery_kdf.is_some() {
             return Err(RosterError::Malformed(
                 "genesis-only field in a later entry",
             ));
         }
-        let signer_key = if b.signer_device_id.is_empty() {
-            self.recovery_pk
+        if b.epoch != self.epoch {
+            return Err(RosterError::Epoch {
+                expected: self.epoch,
+                got: b.epoch,
+            });
+        }
+        check_created(b.created_ms, self.last_created_ms)?;
+        if b.op == RosterOp::Add as i32 {
+            self.apply_add(entry, &b)?;
+        } else if b.op == RosterOp::Collection as i32 {
+            self.apply_collection(entry, &b)?;
         } else {
-            let id = DeviceId::from_slice(&b.signer_device_id)
-                .map_err(|_| RosterError::Malformed("signer id length"))?;
-            self.members
-                .get(&id)
-                .ok_or(RosterError::NotMember(id))?
-                .sign_pk
-        };
-        verify_entry(&signer_key, entry)?;
-        let new = subject(&b)?;
-        if self.members.contains_key(&new.device_id) {
-            return Err(RosterError::AlreadyMember(new.device_id));
+            return Err(RosterError::Op(b.op));
         }
         self.entries.push(entry.clone());
         self.hashes.push(roster_entry_hash(entry));
+        self.last_created_ms = b.created_ms;
+        Ok(())
+    }
+
+    /// The `ADD` part of [`Roster::apply`]: admits the subject.
+    fn apply_add(
+        &mut self,
+        entry: &SignedRosterEntry,
+        b: &RosterEntryBody,
+    ) -> Result<(), RosterError> {
+        if !b.collection_id.is_empty() || !b.descriptor.is_empty() {
+            return Err(RosterError::Malformed("collection field in an ADD entry"));
+        }
+        let signer_key = if b.signer_device_id.is_empty() {
+            self.recovery_pk
+        } else {
+            self.member_key(&b.signer_device_id)?.1
+        };
+        verify_entry(&signer_key, entry)?;
+        let new = subject(b)?;
+        if self.members.contains_key(&new.device_id) {
+            return Err(RosterError::AlreadyMember(new.device_id));
+        }
         self.members.insert(new.device_id, new);
         Ok(())
+    }
+
+    /// The `COLLECTION` part of [`Roster::apply`]: pins the collection's first descriptor.
+    fn apply_collection(
+        &mut self,
+        entry: &SignedRosterEntry,
+        b: &RosterEntryBody,
+    ) -> Result<(), RosterError> {
+        if !b.subject_device_id.is_empty()
+            || !b.subject_sign_pk.is_empty()
+            || !b.subject_kx_pk.is_empty()
+            || !b.subject_name.is_empty()
+        {
+            return Err(RosterError::Malformed(
+                "subject field in a COLLECTION entry",
+            ));
+        }
+        if b.signer_device_id.is_empty() {
+            // The recovery key admits devices only.
+            return Err(RosterError::Op(b.op));
+        }
+        let (signer, signer_key) = self.member_key(&b.signer_device_id)?;
+        verify_entry(&signer_key, entry)?;
+        let cid = CollectionId::from_slice(&b.collection_id)
+            .map_err(|_| RosterError::Malformed("collection id length"))?;
+        let descriptor: Sealed =
+            sealsync_proto::decode_limited(&b.descriptor, MAX_DESCRIPTOR_BYTES).map_err(|_| {
+                RosterError::Descriptor(CollectionError::Malformed("does not decode"))
+            })?;
+        let v = verify_descriptor(&descriptor, |d| (*d == signer).then_some(signer_key))
+            .map_err(RosterError::Descriptor)?;
+        if v.header.account != self.account {
+            return Err(RosterError::Descriptor(CollectionError::WrongAccount));
+        }
+        if v.collection != cid {
+            return Err(RosterError::Malformed("descriptor of another collection"));
+        }
+        if self.pins.contains_key(&cid) {
+            return Err(RosterError::AlreadyPinned(cid));
+        }
+        let descriptor_hash = descriptor_hash(&descriptor);
+        self.pins.insert(
+            cid,
+            CollectionPin {
+                seq: b.seq,
+                author: signer,
+                descriptor,
+                descriptor_hash,
+            },
+        );
+        Ok(())
+    }
+
+    /// The current member named by `id_bytes`, with its signing key.
+    fn member_key(&self, id_bytes: &[u8]) -> Result<(DeviceId, VerifyingKey), RosterError> {
+        let id = DeviceId::from_slice(id_bytes)
+            .map_err(|_| RosterError::Malformed("signer id length"))?;
+        let m = self.members.get(&id).ok_or(RosterError::NotMember(id))?;
+        Ok((id, m.sign_pk))
     }
 
     /// Applies `entries` in order, skipping ones already applied (same seq and same hash);
@@ -322,6 +456,55 @@ impl Roster {
         let mut body = member_body(self, &m, now_ms);
         body.signer_device_id = signer_id.0.to_vec();
         sign_entry(signer, &body)
+    }
+
+    /// Builds and signs a `COLLECTION` entry pinning `descriptor` (sealed by `signer_id`) as
+    /// its collection's first descriptor. Whether the collection is already pinned is
+    /// checked by [`Roster::apply`]; [`RosterError::Descriptor`] when the descriptor does
+    /// not decode.
+    pub fn make_collection_pin(
+        &self,
+        signer: &SigningKey,
+        signer_id: DeviceId,
+        descriptor: &Sealed,
+        now_ms: u64,
+    ) -> Result<SignedRosterEntry, RosterError> {
+        let cid = crate::collection::descriptor_collection_id(descriptor)
+            .map_err(RosterError::Descriptor)?;
+        let body = RosterEntryBody {
+            suite: SUITE_V1,
+            account: self.account.clone(),
+            seq: self.len(),
+            prev_hash: self.head_hash().to_vec(),
+            op: RosterOp::Collection as i32,
+            signer_device_id: signer_id.0.to_vec(),
+            epoch: self.epoch,
+            created_ms: now_ms,
+            collection_id: cid.0.to_vec(),
+            descriptor: sealsync_proto::encode(descriptor),
+            ..RosterEntryBody::default()
+        };
+        Ok(sign_entry(signer, &body))
+    }
+
+    /// The pin of collection `cid`, if a `COLLECTION` entry fixed it.
+    pub fn collection_pin(&self, cid: &CollectionId) -> Option<&CollectionPin> {
+        self.pins.get(cid)
+    }
+
+    /// All pinned collections, in id order.
+    pub fn collection_pins(&self) -> impl Iterator<Item = (&CollectionId, &CollectionPin)> {
+        self.pins.iter()
+    }
+
+    /// The current key epoch (the one `ADD` and `COLLECTION` entries must name).
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// `created_ms` of the newest entry.
+    pub fn last_created_ms(&self) -> u64 {
+        self.last_created_ms
     }
 
     /// Builds and signs an `ADD` entry for `m`, signed by the recovery key.
@@ -359,6 +542,11 @@ impl Roster {
     /// lacks (MS-12).
     pub fn contains_head(&self, head: &[u8; 32]) -> bool {
         self.hashes.contains(head)
+    }
+
+    /// The seq of the entry whose hash is `head`, if it is one of the verified entries.
+    pub fn head_seq(&self, head: &[u8; 32]) -> Option<u64> {
+        self.hashes.iter().position(|h| h == head).map(|i| i as u64)
     }
 
     /// Number of entries applied (= the next seq).

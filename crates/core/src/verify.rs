@@ -6,7 +6,9 @@
 //! trusted or returned before the signature verifies, and nothing is ever re-encoded.
 
 use prost::Message;
-use sealsync_crypto::{SUITE_V1, SigContext, VerifyingKey, sha256, signed_message};
+use sealsync_crypto::{
+    SUITE_V1, SigContext, VerifyingKey, check_object_salt, sha256, signed_message,
+};
 use sealsync_proto::{BatchHeader, Sealed};
 
 use crate::batch::MAX_BATCH_BYTES;
@@ -87,7 +89,8 @@ pub fn batch_hash(sealed: &Sealed) -> BatchHash {
     ))
 }
 
-/// THE verification path: size, header decode, suite, id and hash lengths, seq range, then
+/// THE verification path: size, header decode, suite, id, hash and salt lengths (salt 16 to
+/// 64 bytes), seq range, then
 /// the signature with the key `key_for(author)` returns (`None` =>
 /// [`BatchError::UnknownDevice`]). Returns the authenticated header.
 pub fn verify_batch(
@@ -119,6 +122,8 @@ pub fn verify_batch(
     if header.roster_head.len() != 32 {
         return Err(BatchError::Malformed("roster head length"));
     }
+    // Defect 3 of issue 5: a header without a fresh salt could reuse a key and nonce.
+    check_object_salt(&header.salt).map_err(|_| BatchError::Malformed("salt length"))?;
     if header.seq == 0 || header.seq == u64::MAX {
         return Err(BatchError::Seq(header.seq));
     }

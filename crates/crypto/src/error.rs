@@ -36,6 +36,9 @@ pub enum CryptoError {
     /// base32 of the expected length.
     #[error("invalid encoding")]
     Encoding,
+    /// An object salt is missing, shorter than 16 bytes or longer than 64 bytes.
+    #[error("object salt length refused")]
+    Salt,
     /// HPKE sealing failed (the recipient key was refused by the HPKE implementation).
     #[error("HPKE sealing failed")]
     Hpke,

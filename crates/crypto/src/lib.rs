@@ -25,7 +25,8 @@ pub use kdf::{
 pub use kx::{KxPublicKey, KxSecretKey, hpke_open, hpke_seal};
 pub use sign::{SigContext, SigningKey, VerifyingKey, device_id, signed_message};
 pub use symmetric::{
-    ObjectKey, ObjectLabel, SymmetricKey, collection_id, collection_key, open_random_nonce,
+    MAX_OBJECT_SALT_LEN, MIN_OBJECT_SALT_LEN, OBJECT_SALT_LEN, ObjectKey, ObjectLabel,
+    SymmetricKey, check_object_salt, collection_id, collection_key, object_salt, open_random_nonce,
     seal_random_nonce,
 };
 

@@ -91,6 +91,30 @@ pub fn collection_id(naming_key: &SymmetricKey, account: &str, name: &str) -> [u
     id
 }
 
+/// Length of the fresh random salt drawn for every sealed object (batch, descriptor,
+/// recovery blob, key envelope): 256 bits, so two seals never share a key even when every
+/// other identity field repeats (a home directory restored from a backup).
+pub const OBJECT_SALT_LEN: usize = 32;
+/// Shortest object salt a receiver accepts (128 bits).
+pub const MIN_OBJECT_SALT_LEN: usize = 16;
+/// Longest object salt a receiver accepts.
+pub const MAX_OBJECT_SALT_LEN: usize = 64;
+
+/// A fresh [`OBJECT_SALT_LEN`]-byte object salt from the OS RNG.
+pub fn object_salt() -> [u8; OBJECT_SALT_LEN] {
+    random_array()
+}
+
+/// Refuses an object salt outside [`MIN_OBJECT_SALT_LEN`]..=[`MAX_OBJECT_SALT_LEN`] bytes
+/// ([`CryptoError::Salt`]).
+pub fn check_object_salt(salt: &[u8]) -> Result<(), CryptoError> {
+    if (MIN_OBJECT_SALT_LEN..=MAX_OBJECT_SALT_LEN).contains(&salt.len()) {
+        Ok(())
+    } else {
+        Err(CryptoError::Salt)
+    }
+}
+
 /// The kind of object an [`ObjectKey`] encrypts; each has its own HKDF label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ObjectLabel {
@@ -98,6 +122,8 @@ pub enum ObjectLabel {
     Batch,
     /// A collection descriptor (label `"collection"`).
     Collection,
+    /// The recovery blob (label `"recovery"`).
+    Recovery,
 }
 
 impl ObjectLabel {
@@ -105,6 +131,7 @@ impl ObjectLabel {
         match self {
             ObjectLabel::Batch => b"batch",
             ObjectLabel::Collection => b"collection",
+            ObjectLabel::Recovery => b"recovery",
         }
     }
 }
@@ -132,22 +159,31 @@ fn aes_key(bytes: &[u8; 32]) -> LessSafeKey {
 }
 
 impl ObjectKey {
-    /// `HKDF(ikm = collection_key, info = label || lp(identity))` -> 64 bytes, split into the
-    /// AES key and the commitment.
-    pub fn derive(collection_key: &SymmetricKey, label: ObjectLabel, identity: &[u8]) -> Self {
+    /// `HKDF(ikm = key, info = label || lp(identity) || lp(salt))` -> 64 bytes, split into
+    /// the AES key and the commitment. `salt` is the object's fresh random salt, carried in
+    /// its signed header; one outside [`MIN_OBJECT_SALT_LEN`]..=[`MAX_OBJECT_SALT_LEN`]
+    /// bytes is [`CryptoError::Salt`].
+    pub fn derive(
+        key: &SymmetricKey,
+        label: ObjectLabel,
+        identity: &[u8],
+        salt: &[u8],
+    ) -> Result<Self, CryptoError> {
+        check_object_salt(salt)?;
         let label = label.label();
-        let mut info = Vec::with_capacity(label.len() + 4 + identity.len());
+        let mut info = Vec::with_capacity(label.len() + 8 + identity.len() + salt.len());
         info.extend_from_slice(label);
         lp(&mut info, identity);
+        lp(&mut info, salt);
         let mut okm = Zeroizing::new([0u8; 64]);
-        hkdf(&collection_key.bytes, &info, okm.as_mut_slice());
+        hkdf(&key.bytes, &info, okm.as_mut_slice());
         let mut out = ObjectKey {
             key: [0u8; 32],
             commitment: [0u8; 32],
         };
         out.key.copy_from_slice(&okm[..32]);
         out.commitment.copy_from_slice(&okm[32..]);
-        out
+        Ok(out)
     }
 
     /// The key commitment to put in the object's header.
@@ -254,6 +290,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    const SALT: [u8; 16] = [0x5a; 16];
+
     fn ck() -> SymmetricKey {
         SymmetricKey::from_bytes(&[0x11; 32]).unwrap()
     }
@@ -279,7 +317,7 @@ mod tests {
     fn debug_prints_no_key_material() {
         let k = SymmetricKey::from_bytes(&[0xab; 32]).unwrap();
         assert_eq!(format!("{k:?}"), "SymmetricKey(..)");
-        let o = ObjectKey::derive(&k, ObjectLabel::Batch, b"id");
+        let o = ObjectKey::derive(&k, ObjectLabel::Batch, b"id", &SALT).unwrap();
         let dbg = format!("{o:?}");
         assert_eq!(dbg, "ObjectKey(..)");
         assert!(!dbg.contains(&hex::encode(o.commitment())));
@@ -311,9 +349,9 @@ mod tests {
     #[test]
     fn object_keys_separate_label_and_identity() {
         // MS-04, MS-14, MS-17: label and identity both change key and commitment.
-        let b = ObjectKey::derive(&ck(), ObjectLabel::Batch, b"id");
-        let c = ObjectKey::derive(&ck(), ObjectLabel::Collection, b"id");
-        let b2 = ObjectKey::derive(&ck(), ObjectLabel::Batch, b"id2");
+        let b = ObjectKey::derive(&ck(), ObjectLabel::Batch, b"id", &SALT).unwrap();
+        let c = ObjectKey::derive(&ck(), ObjectLabel::Collection, b"id", &SALT).unwrap();
+        let b2 = ObjectKey::derive(&ck(), ObjectLabel::Batch, b"id2", &SALT).unwrap();
         assert_ne!(b.commitment(), c.commitment());
         assert_ne!(b.commitment(), b2.commitment());
         assert_ne!(b.key, c.key);
@@ -322,8 +360,37 @@ mod tests {
     }
 
     #[test]
+    fn salt_changes_key_and_is_checked() {
+        // MS-17 (key reuse after a restore, issue defect 3): the same identity under two
+        // salts gives two keys and two commitments; a short or absurd salt is refused.
+        let a = ObjectKey::derive(&ck(), ObjectLabel::Batch, b"id", &[1; 32]).unwrap();
+        let b = ObjectKey::derive(&ck(), ObjectLabel::Batch, b"id", &[2; 32]).unwrap();
+        assert_ne!(a.key, b.key);
+        assert_ne!(a.commitment(), b.commitment());
+        let ct = a.seal(b"h", b"p");
+        assert_eq!(
+            b.open(&a.commitment(), b"h", &ct),
+            Err(CryptoError::Commitment)
+        );
+        // lp() keeps identity and salt apart.
+        let c = ObjectKey::derive(&ck(), ObjectLabel::Batch, b"id\x01", &[1; 32]).unwrap();
+        assert_ne!(a.commitment(), c.commitment());
+        for n in [0, 1, 15, 65, 200] {
+            assert_eq!(
+                ObjectKey::derive(&ck(), ObjectLabel::Batch, b"id", &vec![7; n]).unwrap_err(),
+                CryptoError::Salt
+            );
+        }
+        for n in [16, 32, 64] {
+            assert!(ObjectKey::derive(&ck(), ObjectLabel::Batch, b"id", &vec![7; n]).is_ok());
+        }
+        assert_ne!(object_salt(), object_salt());
+        assert_eq!(object_salt().len(), OBJECT_SALT_LEN);
+    }
+
+    #[test]
     fn object_round_trip() {
-        let k = ObjectKey::derive(&ck(), ObjectLabel::Batch, b"identity");
+        let k = ObjectKey::derive(&ck(), ObjectLabel::Batch, b"identity", &SALT).unwrap();
         let ct = k.seal(b"header", b"mutations");
         assert_eq!(ct.len(), 9 + TAG_LEN);
         assert_eq!(
@@ -338,8 +405,8 @@ mod tests {
     fn commitment_checked_first() {
         // MS-42: a ciphertext is only opened under the key its header commits to. Even the
         // right AES key with a wrong commitment is refused with Commitment, before decryption.
-        let k = ObjectKey::derive(&ck(), ObjectLabel::Batch, b"identity");
-        let other = ObjectKey::derive(&ck(), ObjectLabel::Batch, b"other");
+        let k = ObjectKey::derive(&ck(), ObjectLabel::Batch, b"identity", &SALT).unwrap();
+        let other = ObjectKey::derive(&ck(), ObjectLabel::Batch, b"other", &SALT).unwrap();
         let ct = k.seal(b"h", b"p");
         let mut bad = k.commitment();
         bad[31] ^= 1;
@@ -358,7 +425,7 @@ mod tests {
     #[test]
     fn object_tamper_refused() {
         // MS-16, MS-17: altered ciphertext, AAD or truncated input => Decrypt.
-        let k = ObjectKey::derive(&ck(), ObjectLabel::Batch, b"identity");
+        let k = ObjectKey::derive(&ck(), ObjectLabel::Batch, b"identity", &SALT).unwrap();
         let ct = k.seal(b"header", b"payload");
         let c = k.commitment();
         assert_eq!(k.open(&c, b"headex", &ct), Err(CryptoError::Decrypt));
@@ -426,7 +493,7 @@ mod tests {
             bit in any::<usize>(),
         ) {
             // MS-16, MS-17: any flipped bit in ciphertext or AAD is refused.
-            let k = ObjectKey::derive(&ck(), ObjectLabel::Batch, &aad);
+            let k = ObjectKey::derive(&ck(), ObjectLabel::Batch, &aad, &SALT).unwrap();
             let mut ct = k.seal(&aad, &pt);
             prop_assert_eq!(k.open(&k.commitment(), &aad, &ct).unwrap(), pt);
             let mut aad2 = aad;

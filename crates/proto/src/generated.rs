@@ -47,6 +47,9 @@ pub struct BatchHeader {
     /// 32 bytes, commits the ciphertext to its key
     #[prost(bytes = "vec", tag = "11")]
     pub key_commitment: ::prost::alloc::vec::Vec<u8>,
+    /// 16..64 fresh random bytes (32 sent), enters the key derivation
+    #[prost(bytes = "vec", tag = "12")]
+    pub salt: ::prost::alloc::vec::Vec<u8>,
 }
 /// Plaintext of a batch (inside the AEAD).
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -85,6 +88,9 @@ pub struct CollectionHeader {
     pub hlc: u64,
     #[prost(bytes = "vec", tag = "7")]
     pub key_commitment: ::prost::alloc::vec::Vec<u8>,
+    /// 16..64 fresh random bytes (32 sent), enters the key derivation
+    #[prost(bytes = "vec", tag = "8")]
+    pub salt: ::prost::alloc::vec::Vec<u8>,
 }
 /// Plaintext of a collection descriptor.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -95,7 +101,9 @@ pub struct CollectionInfo {
     #[prost(string, tag = "2")]
     pub policy: ::prost::alloc::string::String,
 }
-/// Clear header of a key envelope (HPKE-sealed account keys for one device).
+/// Clear header of a key envelope (HPKE-sealed account keys for one device). The HPKE
+/// AAD is exactly these header bytes as sent; the HPKE encapsulated key is the first 32
+/// bytes of Sealed.ciphertext (an output of sealing, so it cannot be in the AAD).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct EnvelopeHeader {
     #[prost(uint32, tag = "1")]
@@ -111,11 +119,12 @@ pub struct EnvelopeHeader {
     /// "account-keys"
     #[prost(string, tag = "6")]
     pub purpose: ::prost::alloc::string::String,
+    /// a head of the sender's verified roster; the recipient checks it
     #[prost(bytes = "vec", tag = "7")]
     pub roster_head: ::prost::alloc::vec::Vec<u8>,
-    /// HPKE enc
-    #[prost(bytes = "vec", tag = "8")]
-    pub encapsulated_key: ::prost::alloc::vec::Vec<u8>,
+    /// 16..64 fresh random bytes (32 sent), enters the HPKE info
+    #[prost(bytes = "vec", tag = "9")]
+    pub salt: ::prost::alloc::vec::Vec<u8>,
 }
 /// Plaintext of a key envelope and of the recovery blob.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -179,6 +188,12 @@ pub struct RosterEntryBody {
     pub epoch: u32,
     #[prost(uint64, tag = "15")]
     pub created_ms: u64,
+    /// COLLECTION only: 16-byte blinded id
+    #[prost(bytes = "vec", tag = "16")]
+    pub collection_id: ::prost::alloc::vec::Vec<u8>,
+    /// COLLECTION only: encoded Sealed descriptor by the signer
+    #[prost(bytes = "vec", tag = "17")]
+    pub descriptor: ::prost::alloc::vec::Vec<u8>,
 }
 /// Signature over "sealsync/v1/roster" || 0x00 || u64be(len(body)) || body.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -197,6 +212,12 @@ pub struct RecoveryHeader {
     pub account: ::prost::alloc::string::String,
     #[prost(bytes = "vec", tag = "3")]
     pub genesis_hash: ::prost::alloc::vec::Vec<u8>,
+    /// 16..64 fresh random bytes (32 sent), enters the key derivation
+    #[prost(bytes = "vec", tag = "4")]
+    pub salt: ::prost::alloc::vec::Vec<u8>,
+    /// 32 bytes
+    #[prost(bytes = "vec", tag = "5")]
+    pub key_commitment: ::prost::alloc::vec::Vec<u8>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RecoveryBlob {
@@ -364,6 +385,8 @@ pub enum RosterOp {
     Unspecified = 0,
     Genesis = 1,
     Add = 2,
+    /// pins a collection's first descriptor (and so its policy)
+    Collection = 3,
 }
 impl RosterOp {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -375,6 +398,7 @@ impl RosterOp {
             Self::Unspecified => "ROSTER_OP_UNSPECIFIED",
             Self::Genesis => "ROSTER_OP_GENESIS",
             Self::Add => "ROSTER_OP_ADD",
+            Self::Collection => "ROSTER_OP_COLLECTION",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -383,6 +407,7 @@ impl RosterOp {
             "ROSTER_OP_UNSPECIFIED" => Some(Self::Unspecified),
             "ROSTER_OP_GENESIS" => Some(Self::Genesis),
             "ROSTER_OP_ADD" => Some(Self::Add),
+            "ROSTER_OP_COLLECTION" => Some(Self::Collection),
             _ => None,
         }
     }

@@ -42,12 +42,19 @@ fn batch_header() -> impl Strategy<Value = BatchHeader> {
             any::<u64>(),
             bytes(40),
         ),
-        (any::<u32>(), any::<u64>(), bytes(40), bytes(40), bytes(40)),
+        (
+            any::<u32>(),
+            any::<u64>(),
+            bytes(40),
+            bytes(40),
+            bytes(40),
+            bytes(40),
+        ),
     )
         .prop_map(
             |(
                 (suite, account, collection_id, device_id, seq, prev_batch_hash),
-                (key_epoch, hlc_max, witness, roster_head, key_commitment),
+                (key_epoch, hlc_max, witness, roster_head, key_commitment, salt),
             )| BatchHeader {
                 suite,
                 account,
@@ -60,6 +67,7 @@ fn batch_header() -> impl Strategy<Value = BatchHeader> {
                 witness,
                 roster_head,
                 key_commitment,
+                salt,
             },
         )
 }
@@ -113,7 +121,13 @@ fn roster_entry_body() -> impl Strategy<Value = RosterEntryBody> {
             bytes(40),
             bytes(20),
         ),
-        (kdf_params(), any::<u32>(), any::<u64>()),
+        (
+            kdf_params(),
+            any::<u32>(),
+            any::<u64>(),
+            bytes(20),
+            bytes(200),
+        ),
     )
         .prop_map(
             |(
@@ -126,7 +140,7 @@ fn roster_entry_body() -> impl Strategy<Value = RosterEntryBody> {
                     recovery_pk,
                     recovery_salt,
                 ),
-                (recovery_kdf, epoch, created_ms),
+                (recovery_kdf, epoch, created_ms, collection_id, descriptor),
             )| RosterEntryBody {
                 suite,
                 account,
@@ -143,6 +157,8 @@ fn roster_entry_body() -> impl Strategy<Value = RosterEntryBody> {
                 recovery_kdf,
                 epoch,
                 created_ms,
+                collection_id,
+                descriptor,
             },
         )
 }
@@ -223,7 +239,7 @@ fn envelope_header() -> impl Strategy<Value = EnvelopeHeader> {
                 epoch,
                 purpose,
                 roster_head,
-                encapsulated_key,
+                salt,
             )| EnvelopeHeader {
                 suite,
                 account,
@@ -232,7 +248,7 @@ fn envelope_header() -> impl Strategy<Value = EnvelopeHeader> {
                 epoch,
                 purpose,
                 roster_head,
-                encapsulated_key,
+                salt,
             },
         )
 }

@@ -186,6 +186,23 @@ fn quick_start_over_the_cli() {
         "--policy",
         "lww",
     ]);
+    // Issue 5 item 7: creating it again with the same policy is a no-op success; another
+    // policy is refused in one line, never a switch.
+    let create = |policy: &'static str| {
+        [
+            "device",
+            "--home",
+            laptop,
+            "collection",
+            "create",
+            "notes",
+            "--policy",
+            policy,
+        ]
+    };
+    ok(&create("lww"));
+    let err = fails(&create("manual"), 2);
+    assert!(err.contains("cannot be changed"), "{err}");
     ok(&[
         "device",
         "--home",

@@ -206,7 +206,7 @@ async fn reordered_log_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roster_entry_hidden_from_one_device_is_detected_by_its_batches() {
-    // MS-12 (roster fork): A approves C (roster seq 2) and syncs it, then the malicious
+    // MS-12 (roster fork): A approves C (roster seq 3) and syncs it, then the malicious
     // server deletes that entry so that B never sees it. A's next batch carries the hash of
     // seq 2 as its roster head; B, whose roster fetch lacks that entry, refuses the batch
     // with check "roster", names A, and keeps its state. The limit: the fork shows only once
@@ -230,18 +230,24 @@ async fn roster_entry_hidden_from_one_device_is_detected_by_its_batches() {
         .expect("approve");
     a.sync().await.expect("sync");
 
-    // The server hides roster seq 2 (A's ADD of C) from now on.
-    let hidden: (Vec<u8>, Vec<u8>, Vec<u8>) = {
+    // The server hides the newest roster entry (A's ADD of C; seq 3, after the pin of
+    // "notes" at seq 2) from now on.
+    let hidden: (i64, Vec<u8>, Vec<u8>, Vec<u8>) = {
         let db = server_db(&server);
         let row = db
             .query_row(
-                "SELECT subject, hash, entry FROM roster WHERE account = 'acme' AND seq = 2",
+                "SELECT seq, subject, hash, entry FROM roster WHERE account = 'acme'
+                 ORDER BY seq DESC LIMIT 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
-            .expect("roster seq 2");
-        db.execute("DELETE FROM roster WHERE account = 'acme' AND seq = 2", [])
-            .expect("hide roster entry");
+            .expect("newest roster entry");
+        assert_eq!(row.0, 3);
+        db.execute(
+            "DELETE FROM roster WHERE account = 'acme' AND seq = ?1",
+            [row.0],
+        )
+        .expect("hide roster entry");
         row
     };
 
@@ -272,8 +278,8 @@ async fn roster_entry_hidden_from_one_device_is_detected_by_its_batches() {
     // Once the server serves the entry again, B verifies it and accepts the batch.
     server_db(&server)
         .execute(
-            "INSERT INTO roster (account, seq, subject, hash, entry) VALUES ('acme', 2, ?1, ?2, ?3)",
-            rusqlite::params![hidden.0, hidden.1, hidden.2],
+            "INSERT INTO roster (account, seq, subject, hash, entry) VALUES ('acme', ?1, ?2, ?3, ?4)",
+            rusqlite::params![hidden.0, hidden.1, hidden.2, hidden.3],
         )
         .expect("restore roster entry");
     let report = b.sync().await.expect("sync");

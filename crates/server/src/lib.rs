@@ -15,6 +15,7 @@ mod error;
 mod http;
 pub mod inspect;
 mod pki;
+mod roster;
 mod server;
 pub mod store;
 mod tls;

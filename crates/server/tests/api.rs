@@ -146,6 +146,92 @@ async fn roster_pending_envelopes_and_recovery() {
 }
 
 #[tokio::test]
+async fn collection_pins_are_appended_once_per_collection() {
+    // CD-12, MS-22 (issue 5 defects 4 and 6): the server accepts a member's COLLECTION entry
+    // through the shared roster check, refuses a second pin of the same collection, a pin
+    // posted by another device than its signer, and an entry created beyond its clock.
+    let server = TestServer::start().await;
+    let mut a = Device::enroll(&server, "acme", "a").await;
+    let mut b = Device::enroll(&server, "acme", "b").await;
+    let mut roster = a.post_genesis().await;
+    a.add_member(&mut roster, &b).await;
+    let keys = AccountKeys::generate();
+    let first = a.notes_descriptor(&keys, Policy::Manual, 0);
+    let now = crate::kit::now_ms();
+    let pin = roster
+        .make_collection_pin(&a.sign, a.id, &first, now)
+        .unwrap();
+    // Posted by b, which did not sign it.
+    assert_eq!(b.send("POST", "/v1/roster", &pin).await.0, 403);
+    let future = roster
+        .make_collection_pin(&a.sign, a.id, &first, now + 3_600_000)
+        .unwrap();
+    let (status, body) = a.send("POST", "/v1/roster", &future).await;
+    assert_eq!(status, 409);
+    generic_error(&body);
+    assert_eq!(a.send("POST", "/v1/roster", &pin).await.0, 200);
+    assert_eq!(
+        a.send("POST", "/v1/roster", &pin).await.0,
+        200,
+        "idempotent"
+    );
+    roster.apply(&pin).unwrap();
+    // b's descriptor of the same collection, backdated, with another policy: refused.
+    let (_, backdated) = sealsync_core::seal_descriptor(
+        &b.sign,
+        b.id,
+        "acme",
+        &keys,
+        "notes",
+        Policy::Lww,
+        sealsync_core::Hlc(1),
+    )
+    .unwrap();
+    let second = roster
+        .make_collection_pin(&b.sign, b.id, &backdated, now)
+        .unwrap();
+    assert_eq!(b.send("POST", "/v1/roster", &second).await.0, 409);
+    let (_, body) = b.get("/v1/roster?after=0").await;
+    let entries = sealsync_proto::decode::<sealsync_proto::RosterResponse>(&body)
+        .unwrap()
+        .entries;
+    let stored = Roster::from_entries(&entries, "acme").unwrap();
+    let cid = keys.collection_id("acme", "notes");
+    assert_eq!(stored.collection_pin(&cid).unwrap().descriptor, first);
+    // A pin grants no membership: b is still the only other member.
+    assert_eq!(stored.members().count(), 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn descriptor_without_salt_is_refused() {
+    // Issue 5 defect 3: the server's descriptor check (the shared verification path)
+    // refuses a header without a salt even when the caller signed it.
+    let server = TestServer::start().await;
+    let mut a = Device::enroll(&server, "acme", "a").await;
+    a.post_genesis().await;
+    let keys = AccountKeys::generate();
+    let sealed = a.notes_descriptor(&keys, Policy::Lww, 0);
+    let mut h: sealsync_proto::CollectionHeader = sealsync_proto::decode(&sealed.header).unwrap();
+    h.salt.clear();
+    let header = sealsync_proto::encode(&h);
+    let signature = a
+        .sign
+        .sign(SigContext::Collection, &header, &sealed.ciphertext)
+        .to_vec();
+    let bad = sealsync_proto::Sealed {
+        header,
+        ciphertext: sealed.ciphertext.clone(),
+        signature,
+    };
+    let (status, body) = a.send("POST", "/v1/collections", &bad).await;
+    assert_eq!(status, 400);
+    generic_error(&body);
+    assert_eq!(a.send("POST", "/v1/collections", &sealed).await.0, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn collection_descriptors_are_verified_and_idempotent() {
     let server = TestServer::start().await;
     let mut a = Device::enroll(&server, "acme", "a").await;
@@ -168,7 +254,8 @@ async fn collection_descriptors_are_verified_and_idempotent() {
     let (status, body) = a.send("POST", "/v1/collections", &forged).await;
     assert_eq!(status, 400);
     generic_error(&body);
-    // Concurrent creation by B keeps both descriptors (devices pick the smallest).
+    // Concurrent creation by B keeps both descriptors (devices take the policy from the
+    // roster pin, not from this list).
     let b_sealed = b.notes_descriptor(&keys, Policy::Fields, 1);
     assert_eq!(b.send("POST", "/v1/collections", &b_sealed).await.0, 200);
     let (_, body) = b.get("/v1/collections").await;

@@ -4,8 +4,9 @@
 //! - `meta`: device id, account, name, server URL, CA and client certificates, state,
 //!   trusted genesis hash, last HLC, offset to the server's clock, pending setup uploads;
 //! - `roster`: the verified roster entries (re-verified from genesis at open);
-//! - `collections`: by local name, with policy, blinded id once keys are known, descriptor
-//!   flag and pull cursor;
+//! - `collections`: by local name, with policy, blinded id once keys are known, `pinned`
+//!   (the policy is the one the roster pins for the collection: only then are its batches
+//!   pushed and pulled) and pull cursor;
 //! - `versions`: every version ever seen, value sealed with the local storage key
 //!   (AAD = `lp(collection) || lp(key) || version id`), `batch_seq` NULL while unsent;
 //! - `records`: the materialised view (winner, tombstone flag, heads, leaf hash; merged
@@ -47,7 +48,7 @@ CREATE TABLE IF NOT EXISTS collections (
     name TEXT NOT NULL UNIQUE,
     policy TEXT NOT NULL,
     cid BLOB UNIQUE,
-    descriptor_pushed INTEGER NOT NULL DEFAULT 0,
+    pinned INTEGER NOT NULL DEFAULT 0,
     cursor INTEGER NOT NULL DEFAULT 0,
     created_hlc INTEGER NOT NULL DEFAULT 0
 );
@@ -102,10 +103,16 @@ CREATE TABLE IF NOT EXISTS outbox (
 /// Brings a database made by an earlier version up to [`SCHEMA`]; run after it, each step
 /// idempotent. Outbox rows of such a database are all unacknowledged (acknowledged ones
 /// used to be deleted), which is what the `acked` default says.
-const UPGRADES: &[(&str, &str)] = &[(
-    "SELECT 1 FROM pragma_table_info('outbox') WHERE name = 'acked'",
-    "ALTER TABLE outbox ADD COLUMN acked INTEGER NOT NULL DEFAULT 0",
-)];
+const UPGRADES: &[(&str, &str)] = &[
+    (
+        "SELECT 1 FROM pragma_table_info('outbox') WHERE name = 'acked'",
+        "ALTER TABLE outbox ADD COLUMN acked INTEGER NOT NULL DEFAULT 0",
+    ),
+    (
+        "SELECT 1 FROM pragma_table_info('collections') WHERE name = 'pinned'",
+        "ALTER TABLE collections ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0",
+    ),
+];
 
 /// Indexes over columns that [`UPGRADES`] may have added.
 const INDEXES: &str =
@@ -158,8 +165,8 @@ pub(crate) struct CollInfo {
     pub(crate) policy: Policy,
     /// Blinded id, once the account keys are known.
     pub(crate) cid: Option<CollectionId>,
-    /// Our descriptor was pushed (or another device's was adopted).
-    pub(crate) descriptor_pushed: bool,
+    /// The policy is the one pinned in the roster (ours or another device's descriptor).
+    pub(crate) pinned: bool,
     /// Pull cursor (server log index).
     pub(crate) cursor: u64,
     /// HLC at local creation (goes into our descriptor).
@@ -382,7 +389,7 @@ impl Store {
     /// All local collections, by name.
     pub(crate) fn collections(&self) -> Result<Vec<CollInfo>, ClientError> {
         let mut st = self.conn.prepare_cached(
-            "SELECT id, name, policy, cid, descriptor_pushed, cursor, created_hlc FROM collections ORDER BY name",
+            "SELECT id, name, policy, cid, pinned, cursor, created_hlc FROM collections ORDER BY name",
         )?;
         let rows = st.query_map([], row_to_coll)?;
         rows.map(|r| r?).collect()
@@ -391,7 +398,7 @@ impl Store {
     /// One collection by name.
     pub(crate) fn collection(&self, name: &str) -> Result<Option<CollInfo>, ClientError> {
         let mut st = self.conn.prepare_cached(
-            "SELECT id, name, policy, cid, descriptor_pushed, cursor, created_hlc FROM collections WHERE name = ?1",
+            "SELECT id, name, policy, cid, pinned, cursor, created_hlc FROM collections WHERE name = ?1",
         )?;
         st.query_row([name], row_to_coll).optional()?.transpose()
     }
@@ -403,13 +410,14 @@ impl Store {
         })
     }
 
-    /// Creates a collection (validating the name); `cid` when the account keys are known.
+    /// Creates a collection (validating the name); `cid` when the account keys are known,
+    /// `pinned` when its policy comes from the roster's pin.
     pub(crate) fn create_collection(
         &mut self,
         name: &str,
         policy: Policy,
         cid: Option<CollectionId>,
-        descriptor_pushed: bool,
+        pinned: bool,
     ) -> Result<CollInfo, ClientError> {
         validate_collection_name(name)?;
         let now = self.time.now();
@@ -419,13 +427,13 @@ impl Store {
         catch_up_clock(&mut self.clock, &tx)?;
         let hlc = self.clock.tick(now);
         tx.prepare_cached(
-            "INSERT INTO collections (name, policy, cid, descriptor_pushed, created_hlc) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO collections (name, policy, cid, pinned, created_hlc) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
         .execute(params![
             name,
             policy.as_str(),
             cid.map(|c| c.0.to_vec()),
-            descriptor_pushed,
+            pinned,
             hlc.0 as i64
         ])?;
         set_meta_tx(&tx, meta::HLC_LAST, Some(&hlc.0.to_be_bytes()))?;
@@ -452,12 +460,23 @@ impl Store {
         Ok(())
     }
 
-    /// Marks a collection's descriptor as pushed.
-    pub(crate) fn mark_descriptor_pushed(&mut self, coll: i64) -> Result<(), ClientError> {
+    /// Fixes a collection to the roster's pinned `policy`: re-resolves its records if the
+    /// local policy differs, then marks it pinned. Idempotent (a crash in between is
+    /// repaired by the next sync).
+    pub(crate) fn pin_collection(
+        &mut self,
+        coll: &CollInfo,
+        policy: Policy,
+    ) -> Result<CollInfo, ClientError> {
+        let mut coll = coll.clone();
+        if coll.policy != policy {
+            coll = self.change_policy(&coll, policy)?;
+        }
         self.conn
-            .prepare_cached("UPDATE collections SET descriptor_pushed = 1 WHERE id = ?1")?
-            .execute([coll])?;
-        Ok(())
+            .prepare_cached("UPDATE collections SET pinned = 1 WHERE id = ?1")?
+            .execute([coll.id])?;
+        coll.pinned = true;
+        Ok(coll)
     }
 }
 
@@ -477,7 +496,7 @@ fn row_to_coll(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<CollInfo, Clien
             cid: cid
                 .map(|c| CollectionId::from_slice(&c).map_err(|_| corrupt("bad collection id")))
                 .transpose()?,
-            descriptor_pushed: pushed,
+            pinned: pushed,
             cursor: cursor as u64,
             created_hlc: Hlc(created as u64),
         })

@@ -451,14 +451,4 @@ impl Store {
         tx.commit()?;
         Ok(updated)
     }
-
-    /// Whether the collection has any version at all.
-    pub(crate) fn has_versions(&self, coll: &CollInfo) -> Result<bool, ClientError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT 1 FROM versions WHERE coll = ?1 LIMIT 1")?
-            .query_row([coll.id], |_| Ok(()))
-            .optional()?
-            .is_some())
-    }
 }

@@ -170,7 +170,7 @@ impl Store {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let colls: BTreeMap<i64, super::CollInfo> = {
             let mut st = tx.prepare_cached(
-                "SELECT id, name, policy, cid, descriptor_pushed, cursor, created_hlc FROM collections",
+                "SELECT id, name, policy, cid, pinned, cursor, created_hlc FROM collections",
             )?;
             let rows = st.query_map([], super::row_to_coll)?;
             rows.map(|r| r?.map(|c| (c.id, c)))

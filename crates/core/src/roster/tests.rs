@@ -25,7 +25,7 @@ fn genesis_with(
 }
 
 fn genesis(first: &Dev, recovery: &SigningKey) -> SignedRosterEntry {
-    genesis_with(first, recovery, KdfParams::DEFAULT, "acct")
+    genesis_with(first, recovery, KdfParams::FLOOR, "acct")
 }
 
 fn add(r: &Roster, signer: &Dev, new: &Dev) -> SignedRosterEntry {
@@ -65,7 +65,7 @@ fn genesis_and_member_add() {
     assert_eq!(r.head_hash(), r.genesis_hash());
     assert_eq!(r.account(), "acct");
     assert_eq!(r.recovery_salt(), &[1; 16]);
-    assert_eq!(r.recovery_kdf(), KdfParams::DEFAULT);
+    assert_eq!(r.recovery_kdf(), KdfParams::FLOOR);
     assert_eq!(r.recovery_pk(), &rk.verifying_key());
     assert_eq!(r.member(&a.id).unwrap().seq, 0);
 
@@ -426,4 +426,201 @@ fn batch_roster_head_must_be_an_entry_of_the_verified_roster() {
         assert_eq!(err, BatchError::UnknownRosterHead(head));
         assert_eq!(err.check(), "roster");
     }
+}
+
+/// An edit of an entry body.
+type Edit = dyn Fn(&mut RosterEntryBody);
+
+#[test]
+fn add_epoch_and_created_ms_are_checked() {
+    // BI-19 and issue 5 defect 6: an ADD signed by a member still needs the roster's epoch
+    // and a creation time that can be right; the roster is unchanged on refusal.
+    let (a, b, rk) = (dev(), dev(), SigningKey::generate());
+    let r = Roster::from_genesis(&genesis(&a, &rk), "acct").unwrap();
+    assert_eq!(r.epoch(), 1);
+    let good = add(&r, &a, &b);
+    let cases: [(&str, Box<Edit>, RosterError); 5] = [
+        (
+            "epoch 2",
+            Box::new(|b| b.epoch = 2),
+            RosterError::Epoch {
+                expected: 1,
+                got: 2,
+            },
+        ),
+        (
+            "epoch 0",
+            Box::new(|b| b.epoch = 0),
+            RosterError::Epoch {
+                expected: 1,
+                got: 0,
+            },
+        ),
+        (
+            "zero time",
+            Box::new(|b| b.created_ms = 0),
+            RosterError::CreatedAt(0),
+        ),
+        (
+            "absurd time",
+            Box::new(|b| b.created_ms = MAX_ROSTER_CREATED_MS + 1),
+            RosterError::CreatedAt(MAX_ROSTER_CREATED_MS + 1),
+        ),
+        (
+            "u64::MAX",
+            Box::new(|b| b.created_ms = u64::MAX),
+            RosterError::CreatedAt(u64::MAX),
+        ),
+    ];
+    for (what, edit, want) in cases {
+        let mut work = r.clone();
+        let e = resign(&good, &a.sign, |b| edit(b));
+        assert_eq!(work.apply(&e).unwrap_err(), want, "{what}");
+        assert_eq!(work.len(), 1, "{what}");
+    }
+    // More than the tolerance before the previous entry (the genesis, at 10 ms + 2 days):
+    let late = Roster::from_genesis(
+        &Roster::make_genesis(GenesisParams {
+            account: "acct",
+            signing: &a.sign,
+            kx_pk: &a.kx.public_key(),
+            name: "first",
+            recovery_pk: &rk.verifying_key(),
+            recovery_salt: &[1; 16],
+            recovery_kdf: KdfParams::FLOOR,
+            now_ms: 2 * ROSTER_CLOCK_TOLERANCE_MS,
+        }),
+        "acct",
+    )
+    .unwrap();
+    let mut work = late.clone();
+    let e = resign(&add(&late, &a, &b), &a.sign, |b| {
+        b.created_ms = ROSTER_CLOCK_TOLERANCE_MS - 1;
+    });
+    assert_eq!(
+        work.apply(&e).unwrap_err(),
+        RosterError::CreatedAt(ROSTER_CLOCK_TOLERANCE_MS - 1)
+    );
+    // Exactly at the tolerance is accepted (clocks differ).
+    let e = resign(&add(&late, &a, &b), &a.sign, |b| {
+        b.created_ms = ROSTER_CLOCK_TOLERANCE_MS;
+    });
+    work.apply(&e).unwrap();
+    assert_eq!(work.last_created_ms(), ROSTER_CLOCK_TOLERANCE_MS);
+    let mut ok = r;
+    ok.apply(&good).unwrap();
+    assert!(ok.member(&b.id).is_some());
+}
+
+/// A roster with `a` (genesis) and `b` (added), and the account keys.
+fn two_members() -> (Dev, Dev, Roster, crate::keys::AccountKeys) {
+    let (a, b, rk) = (dev(), dev(), SigningKey::generate());
+    let mut r = Roster::from_genesis(&genesis(&a, &rk), "acct").unwrap();
+    r.apply(&add(&r, &a, &b)).unwrap();
+    (a, b, r, crate::keys::AccountKeys::generate())
+}
+
+fn descriptor(d: &Dev, keys: &crate::keys::AccountKeys, name: &str, p: crate::Policy) -> Sealed {
+    crate::seal_descriptor(&d.sign, d.id, "acct", keys, name, p, crate::Hlc(5))
+        .unwrap()
+        .1
+}
+
+#[test]
+fn collection_pin_first_wins_for_good() {
+    // CD-12 / MS-22 (issue 5 defect 4): the first COLLECTION entry of a collection fixes it;
+    // a second one, by any member, is refused, and the pin survives re-verification.
+    let (a, b, mut r, keys) = two_members();
+    let cid = keys.collection_id("acct", "notes");
+    let first = descriptor(&a, &keys, "notes", crate::Policy::Manual);
+    r.apply(&r.make_collection_pin(&a.sign, a.id, &first, 30).unwrap())
+        .unwrap();
+    let pin = r.collection_pin(&cid).unwrap();
+    assert_eq!((pin.seq, pin.author), (2, a.id));
+    assert_eq!(pin.descriptor, first);
+    for (who, policy) in [(&a, crate::Policy::Lww), (&b, crate::Policy::Fields)] {
+        let other = descriptor(who, &keys, "notes", policy);
+        let e = r
+            .make_collection_pin(&who.sign, who.id, &other, 31)
+            .unwrap();
+        assert_eq!(
+            r.clone().apply(&e).unwrap_err(),
+            RosterError::AlreadyPinned(cid)
+        );
+    }
+    // Another collection pins independently.
+    let other = descriptor(&b, &keys, "todo", crate::Policy::Lww);
+    r.apply(&r.make_collection_pin(&b.sign, b.id, &other, 32).unwrap())
+        .unwrap();
+    let again = Roster::from_entries(r.entries(), "acct").unwrap();
+    assert_eq!(again.collection_pins().count(), 2);
+    assert_eq!(again.collection_pin(&cid).unwrap().descriptor, first);
+}
+
+#[test]
+fn collection_pin_forgeries_are_refused() {
+    // MS-11, MS-23, CD-07: a pin needs a member signer who also signed the descriptor, of
+    // this account and of the named collection; the recovery key cannot pin.
+    let (a, b, r, keys) = two_members();
+    let d = descriptor(&a, &keys, "notes", crate::Policy::Lww);
+    let good = r.make_collection_pin(&a.sign, a.id, &d, 30).unwrap();
+    let outsider = dev();
+    let forged = r
+        .make_collection_pin(&outsider.sign, outsider.id, &d, 30)
+        .unwrap();
+    assert_eq!(
+        r.clone().apply(&forged).unwrap_err(),
+        RosterError::NotMember(outsider.id)
+    );
+    // b pins a's descriptor: the descriptor is not the signer's.
+    let e = r.make_collection_pin(&b.sign, b.id, &d, 30).unwrap();
+    assert!(matches!(
+        r.clone().apply(&e).unwrap_err(),
+        RosterError::Descriptor(CollectionError::NotMember(_))
+    ));
+    let rk_signed = resign(&good, &a.sign, |b| b.signer_device_id.clear());
+    assert_eq!(
+        r.clone().apply(&rk_signed).unwrap_err(),
+        RosterError::Op(RosterOp::Collection as i32)
+    );
+    let edits: [(&str, Box<Edit>); 5] = [
+        (
+            "other collection id",
+            Box::new(|b| b.collection_id = vec![9; 16]),
+        ),
+        (
+            "short collection id",
+            Box::new(|b| b.collection_id = vec![9; 15]),
+        ),
+        (
+            "garbage descriptor",
+            Box::new(|b| b.descriptor = vec![0xff; 9]),
+        ),
+        ("subject set", Box::new(|b| b.subject_name = "x".into())),
+        ("wrong epoch", Box::new(|b| b.epoch = 3)),
+    ];
+    for (what, edit) in edits {
+        let e = resign(&good, &a.sign, |b| edit(b));
+        assert!(r.clone().apply(&e).is_err(), "{what}");
+    }
+    // A descriptor with a tampered ciphertext no longer verifies.
+    let mut bad = d;
+    bad.ciphertext[0] ^= 1;
+    let e = resign(&good, &a.sign, |b| {
+        b.descriptor = sealsync_proto::encode(&bad)
+    });
+    assert_eq!(
+        r.clone().apply(&e).unwrap_err(),
+        RosterError::Descriptor(CollectionError::Signature)
+    );
+    // A collection field in an ADD is refused too.
+    let e = resign(&add(&r, &a, &dev()), &a.sign, |b| {
+        b.collection_id = vec![1; 16]
+    });
+    assert!(matches!(
+        r.clone().apply(&e).unwrap_err(),
+        RosterError::Malformed(_)
+    ));
+    let mut ok = r;
+    ok.apply(&good).unwrap();
 }

@@ -124,7 +124,7 @@ pub(super) fn reseal(
         h.seq,
         h.key_epoch,
     );
-    let key = ObjectKey::derive(ck, ObjectLabel::Batch, &id);
+    let key = ObjectKey::derive(ck, ObjectLabel::Batch, &id, &h.salt).unwrap();
     h.key_commitment = key.commitment().to_vec();
     let hb = sealsync_proto::encode(&h);
     let ciphertext = key.seal(&hb, plaintext);

@@ -34,6 +34,57 @@ fn honest_batch_round_trips() {
 }
 
 #[test]
+fn same_seq_sealed_twice_uses_two_keys() {
+    // Issue 5 defect 3 (AES-GCM key and nonce reuse after a restore): a device restored from
+    // a backup seals a different batch at a seq it already used. Each seal draws a fresh
+    // salt, so the keys (and commitments) differ, and each opens only under its own.
+    let f = fx();
+    let one = f.seal(1, [0; 32], &[5]);
+    let two = f.seal(1, [0; 32], &[6]);
+    assert_eq!(one.header.salt.len(), sealsync_crypto::OBJECT_SALT_LEN);
+    assert_ne!(one.header.salt, two.header.salt);
+    assert_ne!(one.header.key_commitment, two.header.key_commitment);
+    // Even the very same draft sealed twice differs.
+    let again = f.seal(1, [0; 32], &[5]);
+    assert_ne!(one.header.key_commitment, again.header.key_commitment);
+    // The explicit-salt variant is deterministic, and refuses a short salt.
+    let with = |salt: &[u8]| {
+        crate::batch::seal_batch_with_salt(f.draft(1, [0; 32], &[5]), &f.a, &f.ck, salt)
+    };
+    assert_eq!(
+        with(&[3; 32]).unwrap().sealed,
+        with(&[3; 32]).unwrap().sealed
+    );
+    assert!(with(&[3; 15]).is_err());
+    for sb in [&one, &two] {
+        let v = f.verify(&sb.sealed).unwrap();
+        assert!(open_batch(&v, &sb.sealed, &f.ck, &ChainState::default()).is_ok());
+    }
+}
+
+#[test]
+fn header_without_salt_is_refused() {
+    // Issue 5 defect 3: the shared verification path refuses a header whose salt is missing
+    // or shorter than 16 bytes (the server on push and devices on pull), even when signed by
+    // the author's own key.
+    let f = fx();
+    let sb = f.seal(1, [0; 32], &[5]);
+    for n in [0usize, 1, 15, 65] {
+        let mut h = sb.header.clone();
+        h.salt = vec![7; n];
+        let t = resign(&h, sb.sealed.ciphertext.clone(), &f.a);
+        assert_eq!(
+            f.verify(&t).unwrap_err(),
+            BatchError::Malformed("salt length"),
+            "{n}"
+        );
+    }
+    let mut h = sb.header.clone();
+    h.salt = vec![7; 16];
+    assert!(f.verify(&resign(&h, sb.sealed.ciphertext, &f.a)).is_ok());
+}
+
+#[test]
 fn flipped_ciphertext_byte_is_refused() {
     // MS-16: stored ciphertext altered.
     let f = fx();
@@ -110,7 +161,9 @@ fn header_moved_to_another_collection_device_seq_or_epoch_is_refused() {
                 h.seq,
                 h.key_epoch,
             ),
-        );
+            &h.salt,
+        )
+        .unwrap();
         h.key_commitment = key.commitment().to_vec();
         let moved = resign(&h, sb.sealed.ciphertext.clone(), signer);
         let v = f.verify(&moved).unwrap();

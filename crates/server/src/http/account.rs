@@ -1,9 +1,9 @@
 //! Account endpoints: status, roster, pending devices, key envelopes, recovery blob.
 //!
 //! The server keeps each account's roster as received and only appends an entry that
-//! `sealsync_core::Roster` accepts as the next link of the verified chain (genesis only when
-//! the account has none, posted by its subject). It cannot forge entries; this check only
-//! keeps garbage and forks out of the log it serves. Sending a key envelope and storing the
+//! passes `crate::roster::check_append` (the next link of the verified chain; genesis only
+//! when the account has none, posted by its subject). It cannot forge entries; this check
+//! only keeps garbage and forks out of the log it serves. Sending a key envelope and storing the
 //! recovery blob need roster membership ([`Member`]); the rest only an active device.
 
 use std::collections::HashSet;
@@ -12,11 +12,12 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use http::HeaderMap;
-use sealsync_core::{DeviceId, Roster, envelope_recipient, roster_entry_hash};
+use sealsync_core::{DeviceId, envelope_recipient, roster_entry_hash};
 use sealsync_crypto::SigContext;
 use sealsync_proto::{
     EnvelopeHeader, PendingDevice, PendingDevicesResponse, RecoveryBlob, RecoveryHeader,
-    RosterEntryBody, RosterResponse, Sealed, SealedList, SignedRosterEntry, StatusResponse,
+    RosterEntryBody, RosterOp, RosterResponse, Sealed, SealedList, SignedRosterEntry,
+    StatusResponse,
 };
 
 use super::enroll::decode_entries;
@@ -26,12 +27,8 @@ use super::{
 };
 use crate::datadir::now_ms;
 use crate::pki::sha256;
+use crate::roster::{AppendRefusal, check_append, row_subject};
 use crate::store::{NewEnvelope, RosterRow};
-
-fn device_id_field(bytes: &[u8]) -> Result<DeviceId, ApiError> {
-    DeviceId::from_slice(bytes)
-        .map_err(|_| ApiError::bad_request("device id field has the wrong length"))
-}
 
 pub(super) async fn status(Caller(me): Caller) -> Response {
     proto(&StatusResponse {
@@ -67,7 +64,8 @@ pub(super) async fn post_roster(
     if entry_body.account != me.account {
         return Err(ApiError::forbidden("roster entry for another account"));
     }
-    let subject = device_id_field(&entry_body.subject_device_id)?;
+    let subject = row_subject(&entry_body)
+        .ok_or_else(|| ApiError::bad_request("roster entry names no valid device id"))?;
     let hash = roster_entry_hash(&entry);
     let stored = state.store.roster(me.account.clone(), 0).await?;
 
@@ -84,60 +82,33 @@ pub(super) async fn post_roster(
             entry_body.seq
         )));
     }
-
-    // The subject must be an enrolled device of this account, with the keys it enrolled.
-    let subject_dev = state
-        .store
-        .device(subject)
-        .await?
-        .filter(|d| d.account == me.account)
-        .ok_or_else(|| ApiError::conflict("roster subject is not a device of this account"))?;
-    if subject_dev.sign_pk.as_slice() != entry_body.subject_sign_pk.as_slice()
-        || subject_dev.kx_pk.as_slice() != entry_body.subject_kx_pk.as_slice()
-    {
-        return Err(ApiError::conflict(
-            "roster subject keys differ from the enrolled keys",
-        ));
-    }
-
+    let subject_dev = if entry_body.op == RosterOp::Collection as i32 {
+        None
+    } else {
+        state.store.device(subject).await?
+    };
     let account = me.account.clone();
     let entries = decode_entries(&stored)?;
     let me_id = me.device_id;
-    let seq = tokio::task::spawn_blocking(move || -> Result<u64, ApiError> {
-        if entries.is_empty() {
-            // Genesis: only from the device it is about.
-            if subject != me_id {
-                return Err(ApiError::forbidden(
-                    "genesis posted by another device than its subject",
-                ));
-            }
-            Roster::from_genesis(&entry, &account)
-                .map_err(|e| ApiError::conflict(format!("genesis refused: {e}")))?;
-            return Ok(0);
-        }
-        let mut roster = Roster::from_genesis(&entries[0], &account)
-            .map_err(|e| ApiError::internal(format!("stored genesis does not verify: {e}")))?;
-        roster
-            .extend(&entries[1..])
-            .map_err(|e| ApiError::internal(format!("stored roster does not verify: {e}")))?;
-        // The poster is the signer, or for a recovery-signed ADD the new device itself.
-        let poster_ok = if entry_body.signer_device_id.is_empty() {
-            subject == me_id
-        } else {
-            entry_body.signer_device_id.as_slice() == me_id.0.as_slice()
-        };
-        if !poster_ok {
-            return Err(ApiError::forbidden(
-                "roster entry posted by a device that did not sign it",
-            ));
-        }
-        roster
-            .apply(&entry)
-            .map_err(|e| ApiError::conflict(format!("roster entry refused: {e}")))?;
-        Ok(entry_body.seq)
+    let now = now_ms();
+    let seq = tokio::task::spawn_blocking(move || {
+        check_append(
+            &entries,
+            &entry,
+            &entry_body,
+            &account,
+            me_id,
+            subject_dev.as_ref(),
+            now,
+        )
     })
     .await
-    .map_err(|e| ApiError::internal(format!("roster task failed: {e}")))??;
+    .map_err(|e| ApiError::internal(format!("roster task failed: {e}")))?
+    .map_err(|r| match r {
+        AppendRefusal::Conflict(why) => ApiError::conflict(why),
+        AppendRefusal::Forbidden(why) => ApiError::forbidden(why),
+        AppendRefusal::Internal(why) => ApiError::internal(why),
+    })?;
 
     state
         .store

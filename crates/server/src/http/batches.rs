@@ -21,18 +21,16 @@ use axum::response::Response;
 use http::HeaderMap;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 use sealsync_core::{
-    BatchError, ChainCheck, CollectionId, Hlc, descriptor_collection_id, verify_batch, within_drift,
+    BatchError, ChainCheck, CollectionError, CollectionId, Hlc, verify_batch, verify_descriptor,
+    within_drift,
 };
-use sealsync_crypto::SigContext;
 use sealsync_proto::{
-    ChainHead, CollectionHeader, MAX_MESSAGE_BYTES, PushRequest, PushResponse, PushResult, Sealed,
-    SealedList,
+    ChainHead, MAX_MESSAGE_BYTES, PushRequest, PushResponse, PushResult, Sealed, SealedList,
 };
 
 use super::{
-    ApiError, AppState, Caller, Member, SMALL_BODY_LIMIT, caller_key, check_suite_and_account,
-    decode, proto, query_pairs, query_u64, raw_proto, read_body, read_small, sealed_list,
-    verify_caller_signed,
+    ApiError, AppState, Caller, Member, caller_key, check_suite_and_account, decode, proto,
+    query_pairs, query_u64, raw_proto, read_body, read_small, sealed_list,
 };
 use crate::datadir::now_ms;
 use crate::pki::sha256;
@@ -52,19 +50,25 @@ pub(super) async fn post_collection(
     body: Body,
 ) -> Result<Response, ApiError> {
     let sealed: Sealed = read_small(&headers, body, "descriptor").await?;
-    let collection = descriptor_collection_id(&sealed)
-        .map_err(|_| ApiError::bad_request("descriptor header malformed"))?;
-    let header: CollectionHeader = decode(&sealed.header, SMALL_BODY_LIMIT, "descriptor header")?;
-    check_suite_and_account(&me, header.suite, &header.account, "descriptor")?;
-    // CD-07: the author is the caller, proven by its enrolled key.
-    verify_caller_signed(
-        &me,
-        &header.device_id,
-        SigContext::Collection,
-        &sealed,
-        "descriptor",
-        "author",
+    // The shared descriptor verification path (salt included), with the caller's enrolled
+    // key only: another author is refused (CD-07).
+    let key = caller_key(&me)?;
+    let verified = verify_descriptor(&sealed, |id| (*id == me.device_id).then_some(key)).map_err(
+        |e| match e {
+            CollectionError::NotMember(_) => {
+                ApiError::forbidden("descriptor author is not the caller")
+            }
+            CollectionError::Signature => ApiError::bad_request("descriptor signature invalid"),
+            _ => ApiError::bad_request("descriptor header malformed"),
+        },
     )?;
+    check_suite_and_account(
+        &me,
+        verified.header.suite,
+        &verified.header.account,
+        "descriptor",
+    )?;
+    let collection = verified.collection;
     let sealed_bytes = sealsync_proto::encode(&sealed);
     state
         .store
