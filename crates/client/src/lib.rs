@@ -13,9 +13,11 @@
 //!   clock, pulled back if it runs ahead of the server's clock (learned at enrollment and
 //!   at every sync) by more than half the drift bound (`clock`, NA-10).
 //! - [`Replica::enroll`] joins an account with a bundle from `sealsync admin enroll`, as its
-//!   first device (creating the account keys, roster genesis and recovery secret), as a
-//!   pending device (approved later by a trusted one with [`Replica::approve`]), or with the
-//!   recovery secret.
+//!   first device of a new account (creating the account keys, roster genesis and recovery
+//!   secret), as a pending device, or with the recovery secret. A pending device becomes
+//!   trusted by pairing: a trusted device runs [`Replica::begin_approval`] (which makes a
+//!   one-time code) and [`Replica::finish_approval`], the new device [`Replica::join`] with
+//!   that code; the two run SPAKE2 through the server (`pairing`).
 //!
 //! Files in the home directory: `replica.db` (SQLite, values encrypted with a local storage
 //! key), `keystore.bin` (sealed device secrets) and `keystore.key` (0600, only when no
@@ -28,6 +30,7 @@ mod enroll;
 mod error;
 pub mod keystore;
 mod net;
+mod pairing;
 mod pull;
 mod replica;
 mod rollback;
@@ -43,6 +46,7 @@ use sealsync_core::{DeviceId, Roster};
 
 pub use error::ClientError;
 pub use keystore::{DeviceSecrets, FileKeyStore, KeyStore, Protection};
+pub use pairing::Approval;
 pub use sealsync_core::{Policy, VersionId};
 pub use types::{
     CollectionStatus, Conflict, ConflictVersion, DeviceState, EnrollOptions, Enrolled,
@@ -65,8 +69,8 @@ pub struct Replica {
     name: String,
     server_url: String,
     state: DeviceState,
-    roster: Roster,
-    genesis_hash: [u8; 32],
+    /// The verified roster; `None` while pending (no genesis is trusted before pairing).
+    roster: Option<Roster>,
 }
 
 impl std::fmt::Debug for Replica {

@@ -64,6 +64,6 @@ pub(crate) fn offline_replica(home: &Path) -> Replica {
         clock_offset: None,
     };
     setup
-        .persist(&secrets, &roster, DeviceState::Trusted, &[])
+        .persist(&secrets, Some(&roster), DeviceState::Trusted, &[])
         .unwrap()
 }

@@ -9,12 +9,14 @@
 
 pub mod batch;
 pub mod collection;
+pub mod enroll;
 pub mod envelope;
 pub mod error;
 pub mod hlc;
 pub mod ids;
 pub mod keys;
 pub mod merge;
+pub mod pairing;
 pub mod policy;
 pub mod recovery;
 pub mod roster;
@@ -32,6 +34,7 @@ pub use batch::{
 pub use collection::{
     Descriptor, descriptor_collection_id, open_descriptor, pick_descriptor, seal_descriptor,
 };
+pub use enroll::{sign_enroll_request, verify_enroll_request};
 pub use envelope::{PURPOSE_ACCOUNT_KEYS, envelope_recipient, open_envelope, seal_envelope};
 pub use error::{
     BatchError, CollectionError, EnvelopeError, KeysError, RecoveryError, RosterError,
@@ -40,6 +43,7 @@ pub use hlc::{ClockError, Hlc, HlcClock, MAX_DRIFT_MS, within_drift};
 pub use ids::{BatchHash, CollectionId, DeviceId, IdError, VersionId};
 pub use keys::AccountKeys;
 pub use merge::{Resolved, Version, explain, resolve};
+pub use pairing::{ApprovedDevice, Approver, Confirmed, DeviceKeys, Joiner, PairingError};
 pub use policy::{Policy, PolicyError};
 pub use recovery::{open_recovery_blob, seal_recovery_blob};
 pub use roster::{

@@ -118,8 +118,30 @@ fn quick_start_over_the_cli() {
         bundle.trim(),
         "--name",
         "laptop",
+        "--new-account",
     ]);
     assert!(out.contains("recovery secret"), "{out}");
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("recovery secret: "))
+        .expect("recovery secret line")
+        .to_string();
+
+    // The used ticket says so (not a bare 401).
+    let err = fails(
+        &[
+            "device",
+            "--home",
+            phone,
+            "enroll",
+            bundle.trim(),
+            "--name",
+            "phone",
+        ],
+        2,
+    );
+    assert!(err.contains("already used or has expired"), "{err}");
+    assert!(err.contains("operator"), "{err}");
 
     let bundle = ok(&[
         "admin",
@@ -146,21 +168,103 @@ fn quick_start_over_the_cli() {
     assert_eq!(status["account"], "alice");
     assert_eq!(status["name"], "phone");
     let device_id = status["device_id"].as_str().expect("device_id").to_string();
-    let code = status["approval_code"]
-        .as_str()
-        .expect("approval_code")
-        .to_string();
 
     let pending = ok(&["device", "--home", laptop, "pending"]);
     assert!(pending.contains(&device_id), "{pending}");
-    ok(&[
-        "device", "--home", laptop, "approve", &device_id, "--code", &code,
-    ]);
-    ok(&["device", "--home", phone, "sync"]);
+    // Pairing as two people run it: `approve` prints the code first and waits; `join` types
+    // it on the new device; both exit 0.
+    let mut approve = Command::new(BIN)
+        .args([
+            "device",
+            "--home",
+            laptop,
+            "approve",
+            &device_id,
+            "--timeout",
+            "60s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn approve");
+    let mut approve_out = BufReader::new(approve.stdout.take().expect("stdout"));
+    let mut code = String::new();
+    approve_out.read_line(&mut code).expect("read code");
+    let code = code.trim().to_string();
+    assert_eq!(
+        code.len(),
+        9,
+        "first line must be the code XXXX-XXXX: {code:?}"
+    );
+    let out = ok(&["device", "--home", phone, "join", &code, "--timeout", "60s"]);
+    assert!(out.contains("trusted"), "{out}");
+    let status = approve.wait().expect("approve exits");
+    assert!(status.success(), "approve failed");
     let status: serde_json::Value =
         serde_json::from_str(&ok(&["device", "--home", phone, "status", "--json"])).expect("json");
     assert_eq!(status["state"], "trusted");
-    assert!(status.get("approval_code").is_none_or(|c| c.is_null()));
+
+    // Recovery reads the secret from SEALSYNC_RECOVERY (or a prompt, or stdin), never from
+    // the command line: a value after --recovery is a usage error.
+    let bundle = ok(&["admin", "--data", data, "enroll", "--account", "alice"]);
+    let tablet = tmp.path().join("tablet");
+    let tablet = tablet.to_str().expect("path");
+    let err = fails(
+        &[
+            "device",
+            "--home",
+            tablet,
+            "enroll",
+            bundle.trim(),
+            "--name",
+            "tablet",
+            "--recovery",
+            &secret,
+        ],
+        2,
+    );
+    assert!(!err.contains(&secret), "the secret was echoed: {err}");
+    let out = Command::new(BIN)
+        .args([
+            "device",
+            "--home",
+            tablet,
+            "enroll",
+            bundle.trim(),
+            "--name",
+            "tablet",
+            "--recovery",
+        ])
+        .env("SEALSYNC_RECOVERY", &secret)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("state: trusted"));
+    let mut child = Command::new(BIN)
+        .args(["device", "--home", &format!("{tablet}-2"), "enroll"])
+        .args([
+            &ok(&["admin", "--data", data, "enroll", "--account", "alice"])
+                .trim()
+                .to_string(),
+        ])
+        .args(["--name", "tablet2", "--recovery"])
+        .env_remove("SEALSYNC_RECOVERY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    writeln!(child.stdin.take().expect("stdin"), "{secret}").expect("write secret");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     ok(&[
         "device",
@@ -340,6 +444,7 @@ fn passphrase_protects_the_key_store() {
             bundle.trim(),
             "--name",
             "d",
+            "--new-account",
         ],
         pass,
     );

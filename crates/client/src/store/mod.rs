@@ -138,6 +138,9 @@ pub(crate) mod meta {
     pub(crate) const UPLOAD_GENESIS: &str = "upload_genesis";
     /// First device: encoded RecoveryBlob not yet uploaded (present = pending).
     pub(crate) const UPLOAD_RECOVERY: &str = "upload_recovery";
+    /// Pending device: genesis, roster head and approver confirmed by a pairing MAC, not yet
+    /// completed (present = a sync finishes the pairing).
+    pub(crate) const PAIRING_CONFIRMED: &str = "pairing_confirmed";
 }
 
 /// One local collection.
