@@ -96,9 +96,9 @@ pub(crate) enum DeviceCommand {
         name: String,
         /// Join with the account's recovery secret instead of pairing. The secret is read
         /// from SEALSYNC_RECOVERY, else from a prompt on the terminal, else from standard
-        /// input; never from the command line.
-        #[arg(long)]
-        recovery: bool,
+        /// input; never from the command line (a value given here is refused, not echoed).
+        #[arg(long, num_args = 0..=1, value_name = "NOTHING")]
+        recovery: Option<Option<String>>,
         /// This is the first device of a new account (refused if the account has devices).
         #[arg(long, conflicts_with = "recovery")]
         new_account: bool,

@@ -66,13 +66,15 @@ pub(crate) fn enroll(
     home: &Path,
     bundle: &str,
     name: String,
-    recovery: bool,
+    recovery: Option<Option<String>>,
     new_account: bool,
 ) -> anyhow::Result<()> {
-    let recovery = if recovery {
-        Some(read_recovery_secret()?)
-    } else {
-        None
+    let recovery = match recovery {
+        None => None,
+        Some(None) => Some(read_recovery_secret()?),
+        Some(Some(_)) => bail!(
+            "--recovery takes no value: a secret on the command line shows in ps and shell history; set {RECOVERY_ENV} or type it at the prompt"
+        ),
     };
     let rt = crate::runtime()?;
     let enrolled = rt
