@@ -265,13 +265,20 @@ impl Replica {
         let deadline = Instant::now() + timeout;
         let mut conn = self.connect().await?;
         // Wait for an open attempt that nobody answered yet.
+        let mut saw_spent = false;
         let start = loop {
             let mb: PairingMailbox = conn.get("/v1/pairing").await?;
             match mb.start {
                 Some(start) if !mb.aborted && mb.reply.is_none() => break start,
-                _ => {}
+                Some(_) => saw_spent = true,
+                None => {}
             }
             if timed_out(deadline) {
+                if saw_spent {
+                    return Err(ClientError::PairingAborted(
+                        "the only attempt on the server was already answered or ended, and a code works once".into(),
+                    ));
+                }
                 return Err(ClientError::PairingTimeout(timeout.as_secs()));
             }
             tokio::time::sleep(POLL_INTERVAL).await;
@@ -308,10 +315,18 @@ impl Replica {
         }
         let confirm = loop {
             let mb: PairingMailbox = conn.get("/v1/pairing").await?;
-            if mb.start.as_ref().is_none_or(|s| s.attempt_id != attempt) {
-                return Err(ClientError::PairingAborted(
-                    "the approving device started another attempt".into(),
-                ));
+            match &mb.start {
+                None => {
+                    return Err(ClientError::PairingAborted(
+                        "the attempt expired before the approving device confirmed it".into(),
+                    ));
+                }
+                Some(s) if s.attempt_id != attempt => {
+                    return Err(ClientError::PairingAborted(
+                        "the approving device started another attempt".into(),
+                    ));
+                }
+                Some(_) => {}
             }
             if mb.aborted {
                 // The approver refuses a reply whose MAC fails: most often a mistyped code.

@@ -124,12 +124,15 @@ pub(crate) fn approve(home: &Path, device_id: &str, wait: &str) -> anyhow::Resul
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", approval.code()).context("cannot write to standard output")?;
             out.flush().context("cannot write to standard output")?;
+            // A hint only: a reader that took the first line and closed the pipe is fine.
+            let _ = writeln!(
+                out,
+                "on the new device run: sealsync device --home DIR join {} (waiting up to {}s)",
+                approval.code(),
+                wait.as_secs()
+            );
+            let _ = out.flush();
         }
-        eprintln!(
-            "on the new device run: sealsync device --home DIR join {} (waiting up to {}s)",
-            approval.code(),
-            wait.as_secs()
-        );
         replica
             .finish_approval(approval)
             .await

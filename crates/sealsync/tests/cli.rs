@@ -482,3 +482,77 @@ fn passphrase_protects_the_key_store() {
     assert!(out.status.success());
     assert_eq!(out.stdout, b"v");
 }
+
+#[test]
+fn wrong_pairing_code_fails_both_commands_with_one_line() {
+    // MS-10: a mistyped code ends both commands non-zero with one clear line each; the
+    // new device stays pending.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_server, _port) = start_server(tmp.path());
+    let data = tmp.path().join("srv");
+    let data = data.to_str().expect("path");
+    let laptop = tmp.path().join("laptop");
+    let laptop = laptop.to_str().expect("path");
+    let phone = tmp.path().join("phone");
+    let phone = phone.to_str().expect("path");
+    let bundle = ok(&["admin", "--data", data, "enroll", "--account", "w"]);
+    ok(&[
+        "device",
+        "--home",
+        laptop,
+        "enroll",
+        bundle.trim(),
+        "--name",
+        "laptop",
+        "--new-account",
+    ]);
+    let bundle = ok(&["admin", "--data", data, "enroll", "--account", "w"]);
+    let out = ok(&[
+        "device",
+        "--home",
+        phone,
+        "enroll",
+        bundle.trim(),
+        "--name",
+        "phone",
+    ]);
+    let device_id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("device id: "))
+        .expect("device id")
+        .to_string();
+    let mut approve = Command::new(BIN)
+        .args([
+            "device",
+            "--home",
+            laptop,
+            "approve",
+            &device_id,
+            "--timeout",
+            "60s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn approve");
+    let mut code = String::new();
+    let mut approve_out = BufReader::new(approve.stdout.take().expect("stdout"));
+    approve_out.read_line(&mut code).expect("read code");
+    let wrong = if code.trim() == "0000-0000" {
+        "1111-1111"
+    } else {
+        "0000-0000"
+    };
+    let err = fails(&["device", "--home", phone, "join", wrong], 2);
+    assert!(err.contains("code does not match"), "{err}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut approve.stderr.take().expect("stderr"), &mut err)
+        .expect("read stderr");
+    assert_eq!(approve.wait().expect("approve exits").code(), Some(2));
+    drop(approve_out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
+    assert!(err.contains("code does not match"), "{err}");
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&["device", "--home", phone, "status", "--json"])).expect("json");
+    assert_eq!(status["state"], "pending");
+}

@@ -171,7 +171,7 @@ async fn a_wrong_code_spends_the_attempt() {
     // The right code, typed now, finds no open attempt: it was spent with the wrong one.
     let again = b.join(&code, Duration::from_secs(1)).await;
     assert!(
-        matches!(again, Err(ClientError::PairingTimeout(_))),
+        matches!(again, Err(ClientError::PairingAborted(_))),
         "{again:?}"
     );
     assert_still_pending(&server.home("b"));
