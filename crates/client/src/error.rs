@@ -130,9 +130,6 @@ pub enum ClientError {
         "roster verification failed: {0}; the server may be forking or rewriting the device list"
     )]
     Roster(String),
-    /// An approval was refused (code mismatch, unknown device, substituted keys: MS-10).
-    #[error("{0}")]
-    Approval(String),
     /// Recovery with a recovery secret failed (wrong secret, bad blob).
     #[error("recovery failed: {0}")]
     Recovery(String),

@@ -5,7 +5,8 @@
 //!   offline; collections are addressed by name (blinded for the server once the account
 //!   keys are known).
 //! - [`Replica::sync`] speaks `docs/protocol.md` over HTTP/2 and mutual TLS 1.3: it extends
-//!   the verified roster, receives the account keys when approved, exchanges collection
+//!   the verified roster (on a pending device it only completes a confirmed pairing),
+//!   exchanges collection
 //!   descriptors, pushes sealed batches from the outbox and pulls, verifies and applies other
 //!   devices' batches. Anything from the server that fails a check is refused as a whole and
 //!   leaves local state unchanged.
