@@ -51,7 +51,7 @@ impl Replica {
         report: &mut SyncReport,
     ) -> Result<Option<Descriptor>, ClientError> {
         let keys = self.account_keys()?;
-        match pinned_descriptor(&self.roster, keys, cid) {
+        match pinned_descriptor(self.trusted_roster()?, keys, cid) {
             Ok(d) => Ok(d),
             Err(e) => {
                 report.errors.push(SyncIssue {
@@ -73,7 +73,7 @@ impl Replica {
     ) -> Result<(), ClientError> {
         let Some(cid) = coll.cid else { return Ok(()) };
         for _ in 0..PIN_ATTEMPTS {
-            if self.roster.collection_pin(&cid).is_some() {
+            if self.trusted_roster()?.collection_pin(&cid).is_some() {
                 if let Some(d) = self.pinned(&coll.name, &cid, report)? {
                     self.adopt(&coll, &d, report)?;
                 }
@@ -93,7 +93,7 @@ impl Replica {
                 ClientError::Protocol(format!("cannot seal descriptor of {:?}: {e}", coll.name))
             })?;
             let entry = self
-                .roster
+                .trusted_roster()?
                 .make_collection_pin(
                     &self.secrets.signing,
                     self.device_id,
@@ -101,7 +101,7 @@ impl Replica {
                     self.store.time.now(),
                 )
                 .map_err(|e| ClientError::Roster(e.to_string()))?;
-            let mut next = self.roster.clone();
+            let mut next = self.trusted_roster()?.clone();
             next.apply(&entry)
                 .map_err(|e| ClientError::Roster(e.to_string()))?;
             match conn.post::<RosterResponse>("/v1/roster", &entry).await {
@@ -155,7 +155,7 @@ impl Replica {
             .filter_map(|c| c.cid)
             .collect();
         let missing: Vec<_> = self
-            .roster
+            .trusted_roster()?
             .collection_pins()
             .map(|(cid, _)| *cid)
             .filter(|cid| !known.contains(cid))

@@ -1,5 +1,8 @@
-//! Enrollment: bundle parsing, device keys, `POST /v1/enroll`, and the three outcomes
-//! (first device of the account, pending device, recovery with the recovery secret).
+//! Enrollment: bundle parsing, device keys, `POST /v1/enroll` (with proof of possession of
+//! the signing key), and the three outcomes: first device of a new account (only when asked
+//! for: no silent new account, MS-09), pending device (which keeps nothing of the server's
+//! roster: it learns the genesis by pairing), recovery with the recovery secret (checked
+//! against the genesis from `POST /v1/enroll/preview` before the ticket is spent).
 //!
 //! The first device persists everything (keys, genesis, sealed recovery blob) before it
 //! uploads the genesis and the blob; if an upload fails for a network reason the next
@@ -8,10 +11,11 @@
 use std::path::Path;
 
 use base64::Engine as _;
-use sealsync_core::{AccountKeys, DeviceId, GenesisParams, NewMember, Roster};
+use sealsync_core::{AccountKeys, DeviceId, GenesisParams, NewMember, Roster, sign_enroll_request};
 use sealsync_crypto::{KdfParams, KxSecretKey, RecoverySecret, SigningKey, SymmetricKey};
 use sealsync_proto::{
-    EnrollRequest, EnrollResponse, EnrollmentBundle, RecoveryBlob, RosterResponse,
+    EnrollPreview, EnrollPreviewRequest, EnrollRequest, EnrollResponse, EnrollmentBundle,
+    RecoveryBlob, RosterResponse,
 };
 use zeroize::Zeroizing;
 
@@ -119,6 +123,17 @@ impl Replica {
                 })
             })
             .transpose()?;
+        if recovery.is_some() && opts.new_account {
+            return Err(ClientError::InvalidInput(
+                "a recovery secret joins an existing account; it cannot found a new one".into(),
+            ));
+        }
+        // Recovery: the secret must derive the genesis recovery key (MS-09), checked before
+        // the ticket is spent, so a wrong secret leaves nothing behind.
+        let recovery = match recovery {
+            Some(secret) => Some(check_recovery_secret(&bundle, &secret).await?),
+            None => None,
+        };
         create_home(home)?;
 
         let signing = SigningKey::generate();
@@ -135,15 +150,21 @@ impl Replica {
 
         let mut conn =
             Connection::connect(&bundle.server, tls::enroll_config(bundle.ca_pin)?).await?;
-        let request = EnrollRequest {
+        let mut request = EnrollRequest {
             ticket: bundle.ticket.to_vec(),
             name: name.clone(),
             csr_der,
             sign_pk: secrets.signing.verifying_key().to_bytes().to_vec(),
             kx_pk: secrets.kx.public_key().to_bytes().to_vec(),
+            new_account: opts.new_account,
+            pop_signature: Vec::new(),
         };
+        sign_enroll_request(&secrets.signing, &mut request);
         let sent = now_ms();
-        let resp: EnrollResponse = conn.post("/v1/enroll", &request).await?;
+        let resp: EnrollResponse = match conn.post("/v1/enroll", &request).await {
+            Ok(r) => r,
+            Err(e) => return Err(enroll_refusal(e, &bundle, opts.new_account)),
+        };
         let received = now_ms();
         drop(conn);
         check_response(&resp, &bundle, device_id)?;
@@ -156,43 +177,44 @@ impl Replica {
             clock_offset: (resp.server_time_ms != 0)
                 .then(|| clock_offset(resp.server_time_ms, sent, received)),
         };
-        if resp.roster.is_empty() {
-            return first_device(base, secrets).await;
+        // No silent new account (MS-09): the server's word that the account is empty, or
+        // not, must agree with what the user asked for.
+        match (resp.roster.is_empty(), opts.new_account) {
+            (true, true) => return first_device(base, secrets).await,
+            (true, false) => {
+                return Err(ClientError::NoSuchAccount {
+                    account: bundle.account.clone(),
+                });
+            }
+            (false, true) => {
+                return Err(ClientError::AccountExists {
+                    account: bundle.account.clone(),
+                });
+            }
+            (false, false) => {}
         }
-        let mut roster = Roster::from_genesis(&resp.roster[0], &bundle.account)
-            .map_err(|e| ClientError::Roster(format!("the account's genesis is invalid: {e}")))?;
-        roster
-            .extend(&resp.roster[1..])
-            .map_err(|e| ClientError::Roster(e.to_string()))?;
-        let Some(secret) = recovery else {
-            let replica = base.persist(&secrets, &roster, DeviceState::Pending, &[])?;
-            let code = replica.approval_code();
+        let Some((rk, previewed_genesis)) = recovery else {
+            // Pending: nothing of the server's roster is kept or trusted; the genesis comes
+            // from the pairing confirmation (`crate::pairing`).
+            let replica = base.persist(&secrets, None, DeviceState::Pending, &[])?;
             return Ok(Enrolled {
                 replica,
                 device_id,
                 state: DeviceState::Pending,
                 recovery_secret: None,
-                approval_code: Some(code),
             });
         };
-
-        // Recovery: the secret must derive the genesis recovery key (MS-09).
-        let rk = sealsync_crypto::derive_recovery_keys(
-            &secret,
-            roster.recovery_salt(),
-            roster.recovery_kdf(),
-        )
-        .map_err(|e| {
-            ClientError::Recovery(format!(
-                "the account's recovery parameters are refused: {e}"
-            ))
-        })?;
-        if rk.signing.verifying_key() != *roster.recovery_pk() {
-            return Err(ClientError::Recovery(
-                "this recovery secret does not belong to the account; check it and try again"
+        let mut roster = Roster::from_genesis(&resp.roster[0], &bundle.account)
+            .map_err(|e| ClientError::Roster(format!("the account's genesis is invalid: {e}")))?;
+        if roster.genesis_hash() != previewed_genesis {
+            return Err(ClientError::Roster(
+                "the server answered the enrollment with another genesis than it showed before"
                     .into(),
             ));
         }
+        roster
+            .extend(&resp.roster[1..])
+            .map_err(|e| ClientError::Roster(e.to_string()))?;
         // The device is known to the server now: talk mutual TLS.
         let pin = bundle.ca_pin;
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(secrets.tls_key_der.to_vec().into());
@@ -221,15 +243,75 @@ impl Replica {
             .map_err(|e| ClientError::Roster(format!("cannot add this device by recovery: {e}")))?;
         let _: RosterResponse = conn.post("/v1/roster", &entry).await?;
         secrets.account_keys = Some(keys);
-        let replica = base.persist(&secrets, &roster, DeviceState::Trusted, &[])?;
+        let replica = base.persist(&secrets, Some(&roster), DeviceState::Trusted, &[])?;
         Ok(Enrolled {
             replica,
             device_id,
             state: DeviceState::Trusted,
             recovery_secret: None,
-            approval_code: None,
         })
     }
+}
+
+/// A refused `POST /v1/enroll` in the user's terms: 401 is the ticket, 409 the account
+/// state the server reported against `new_account`.
+fn enroll_refusal(e: ClientError, bundle: &Bundle, new_account: bool) -> ClientError {
+    match e {
+        ClientError::Server { status: 401, .. } => ClientError::TicketRefused,
+        ClientError::Server { status: 409, .. } if new_account => ClientError::AccountExists {
+            account: bundle.account.clone(),
+        },
+        ClientError::Server { status: 409, .. } => ClientError::NoSuchAccount {
+            account: bundle.account.clone(),
+        },
+        other => other,
+    }
+}
+
+/// Fetches the account's genesis for the bundle's ticket without spending it and checks that
+/// `secret` derives its recovery key. Returns the recovery keys and the genesis hash.
+async fn check_recovery_secret(
+    bundle: &Bundle,
+    secret: &RecoverySecret,
+) -> Result<(sealsync_crypto::RecoveryKeys, [u8; 32]), ClientError> {
+    let mut conn = Connection::connect(&bundle.server, tls::enroll_config(bundle.ca_pin)?).await?;
+    let preview: EnrollPreview = conn
+        .post(
+            "/v1/enroll/preview",
+            &EnrollPreviewRequest {
+                ticket: bundle.ticket.to_vec(),
+            },
+        )
+        .await
+        .map_err(|e| enroll_refusal(e, bundle, false))?;
+    drop(conn);
+    if preview.account != bundle.account {
+        return Err(ClientError::Protocol(
+            "enrollment preview answered for another account".into(),
+        ));
+    }
+    let genesis = preview
+        .roster
+        .first()
+        .ok_or_else(|| ClientError::NoSuchAccount {
+            account: bundle.account.clone(),
+        })?;
+    let roster = Roster::from_genesis(genesis, &bundle.account)
+        .map_err(|e| ClientError::Roster(format!("the account's genesis is invalid: {e}")))?;
+    let rk = sealsync_crypto::derive_recovery_keys(
+        secret,
+        roster.recovery_salt(),
+        roster.recovery_kdf(),
+    )
+    .map_err(|e| {
+        ClientError::Recovery(format!(
+            "the account's recovery parameters are refused: {e}"
+        ))
+    })?;
+    if rk.signing.verifying_key() != *roster.recovery_pk() {
+        return Err(ClientError::WrongRecoverySecret);
+    }
+    Ok((rk, roster.genesis_hash()))
 }
 
 fn create_home(home: &Path) -> Result<(), ClientError> {
@@ -288,7 +370,7 @@ impl Setup<'_> {
     pub(crate) fn persist(
         &self,
         secrets: &DeviceSecrets,
-        roster: &Roster,
+        roster: Option<&Roster>,
         state: DeviceState,
         extra: &[(&str, Option<&[u8]>)],
     ) -> Result<Replica, ClientError> {
@@ -300,12 +382,13 @@ impl Setup<'_> {
             device,
         )?;
         let entries: Vec<(u64, Vec<u8>)> = roster
-            .entries()
+            .map(|r| r.entries())
+            .unwrap_or_default()
             .iter()
             .enumerate()
             .map(|(i, e)| (i as u64, sealsync_proto::encode(e)))
             .collect();
-        let genesis = roster.genesis_hash();
+        let genesis = roster.map(Roster::genesis_hash);
         let pin = self.bundle.ca_pin;
         let mut values: Vec<(&str, Option<&[u8]>)> = vec![
             (meta::ACCOUNT, Some(self.bundle.account.as_bytes())),
@@ -315,7 +398,7 @@ impl Setup<'_> {
             (meta::CA_PIN, Some(&pin)),
             (meta::CERT_DER, Some(&self.resp.cert_der)),
             (meta::STATE, Some(state.as_str().as_bytes())),
-            (meta::GENESIS_HASH, Some(&genesis)),
+            (meta::GENESIS_HASH, genesis.as_ref().map(|g| g.as_slice())),
         ];
         let offset = self.clock_offset.map(i64::to_be_bytes);
         if let Some(offset) = &offset {
@@ -358,7 +441,7 @@ async fn first_device(
     let device_id = secrets.device_id();
     let mut replica = base.persist(
         &secrets,
-        &roster,
+        Some(&roster),
         DeviceState::Trusted,
         &[
             (meta::UPLOAD_GENESIS, Some(&[1u8])),
@@ -394,6 +477,5 @@ async fn first_device(
         device_id,
         state: DeviceState::Trusted,
         recovery_secret: Some(secret.display()),
-        approval_code: None,
     })
 }

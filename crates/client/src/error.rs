@@ -31,12 +31,58 @@ pub enum ClientError {
     AlreadyEnrolled(PathBuf),
     /// The operation needs the account keys, which a pending device does not have yet.
     #[error(
-        "this device is still pending approval: approve it from a trusted device (code {approval_code}), then run sync"
+        "this device is still pending: pair it with a trusted device of the account first (approve on the trusted device, join here with its code)"
     )]
-    NotTrusted {
-        /// The code to compare on the approving device.
-        approval_code: String,
+    NotTrusted,
+    /// The enrollment ticket is unknown, expired or already used (the server does not say
+    /// which).
+    #[error(
+        "the enrollment ticket was already used or has expired: ask the server's operator for a new enrollment bundle"
+    )]
+    TicketRefused,
+    /// The server says the account has no devices, and this enrollment was not for the
+    /// first device of a new account (MS-09).
+    #[error(
+        "the server says account {account:?} has no devices; if this is the first device of a new account, enroll it as a new account; otherwise the server may be misbehaving"
+    )]
+    NoSuchAccount {
+        /// The account named by the bundle.
+        account: String,
     },
+    /// The enrollment asked to found a new account, but the account already has devices.
+    #[error(
+        "account {account:?} already has devices: enroll this device without the new-account option and pair it with a trusted device"
+    )]
+    AccountExists {
+        /// The account named by the bundle.
+        account: String,
+    },
+    /// The recovery secret does not derive the account's recovery key. Found before the
+    /// ticket is spent: nothing changed on the server.
+    #[error(
+        "this recovery secret does not belong to the account; check it and try again (the enrollment bundle is still unused)"
+    )]
+    WrongRecoverySecret,
+    /// A pairing key-confirmation MAC did not verify: the code typed is not the one shown,
+    /// or the server altered the exchange. The attempt and its code are spent.
+    #[error(
+        "pairing refused: the code does not match, or the exchange was altered on the way; the code is now spent, so start a new approval on the trusted device and use its new code"
+    )]
+    WrongCode,
+    /// The other device (or the server) ended the pairing attempt; its code is spent.
+    #[error(
+        "the pairing was ended by the other side ({0}); the code is spent: start a new approval on the trusted device"
+    )]
+    PairingAborted(String),
+    /// No answer from the other device in time.
+    #[error(
+        "no answer from the other device within {0} s: start the approval and the join again, at the same time"
+    )]
+    PairingTimeout(u64),
+    /// A pairing was confirmed but what the server serves afterwards does not match it
+    /// (another genesis, no ADD for this device, no key envelope): nothing was trusted.
+    #[error("pairing not completed: {0}")]
+    Pairing(String),
     /// The enrollment bundle could not be parsed.
     #[error("invalid enrollment bundle: {0}; copy the whole bundle line the operator gave you")]
     Bundle(String),
@@ -86,9 +132,6 @@ pub enum ClientError {
         "roster verification failed: {0}; the server may be forking or rewriting the device list"
     )]
     Roster(String),
-    /// An approval was refused (code mismatch, unknown device, substituted keys: MS-10).
-    #[error("{0}")]
-    Approval(String),
     /// Recovery with a recovery secret failed (wrong secret, bad blob).
     #[error("recovery failed: {0}")]
     Recovery(String),

@@ -5,7 +5,8 @@
 //!   offline; collections are addressed by name (blinded for the server once the account
 //!   keys are known).
 //! - [`Replica::sync`] speaks `docs/protocol.md` over HTTP/2 and mutual TLS 1.3: it extends
-//!   the verified roster, receives the account keys when approved, exchanges collection
+//!   the verified roster (on a pending device it only completes a confirmed pairing),
+//!   exchanges collection
 //!   descriptors, pushes sealed batches from the outbox and pulls, verifies and applies other
 //!   devices' batches. Anything from the server that fails a check is refused as a whole and
 //!   leaves local state unchanged.
@@ -13,9 +14,11 @@
 //!   clock, pulled back if it runs ahead of the server's clock (learned at enrollment and
 //!   at every sync) by more than half the drift bound (`clock`, NA-10).
 //! - [`Replica::enroll`] joins an account with a bundle from `sealsync admin enroll`, as its
-//!   first device (creating the account keys, roster genesis and recovery secret), as a
-//!   pending device (approved later by a trusted one with [`Replica::approve`]), or with the
-//!   recovery secret.
+//!   first device of a new account (creating the account keys, roster genesis and recovery
+//!   secret), as a pending device, or with the recovery secret. A pending device becomes
+//!   trusted by pairing: a trusted device runs [`Replica::begin_approval`] (which makes a
+//!   one-time code) and [`Replica::finish_approval`], the new device [`Replica::join`] with
+//!   that code; the two run SPAKE2 through the server (`pairing`).
 //!
 //! Files in the home directory: `replica.db` (SQLite, values encrypted with a local storage
 //! key), `keystore.bin` (sealed device secrets) and `keystore.key` (0600, only when no
@@ -30,6 +33,7 @@ mod enroll;
 mod error;
 pub mod keystore;
 mod net;
+mod pairing;
 mod pull;
 mod refresh;
 mod replica;
@@ -46,6 +50,7 @@ use sealsync_core::{DeviceId, Roster};
 
 pub use error::ClientError;
 pub use keystore::{DeviceSecrets, FileKeyStore, KeyStore, Protection};
+pub use pairing::Approval;
 #[doc(hidden)]
 pub use replica::CLOCK_SKEW_ENV;
 pub use sealsync_core::{Policy, VersionId};
@@ -70,8 +75,8 @@ pub struct Replica {
     name: String,
     server_url: String,
     state: DeviceState,
-    roster: Roster,
-    genesis_hash: [u8; 32],
+    /// The verified roster; `None` while pending (no genesis is trusted before pairing).
+    roster: Option<Roster>,
     /// Length and modification time of the key store file when `secrets` was read: another
     /// handle that saves new secrets changes them (see `refresh`).
     keystore_stamp: Option<(u64, std::time::SystemTime)>,

@@ -124,6 +124,7 @@ impl Replica {
             error,
         };
         let keys = self.account_keys()?;
+        let roster = self.trusted_roster()?;
         let mut chains: HashMap<DeviceId, ChainState> = HashMap::new();
         let mut page_hashes: HashMap<(DeviceId, u64), BatchHash> = HashMap::new();
         let mut out = Vec::new();
@@ -134,7 +135,7 @@ impl Replica {
                     BatchError::Malformed("log entry without a batch"),
                 )
             })?;
-            let vh = verify_batch(sealed, |d| self.roster.member(d).map(|m| m.sign_pk))
+            let vh = verify_batch(sealed, |d| roster.member(d).map(|m| m.sign_pk))
                 .map_err(|e| fail(header_author(sealed), e))?;
             let author = vh.device;
             vh.check_log(&self.account, &cid)
@@ -142,7 +143,7 @@ impl Replica {
             // MS-12: the author's roster head must be an entry of our verified roster. The
             // roster was synced at the start of this sync, so an unknown head means the server
             // showed the author a roster entry it withholds from us (a roster fork).
-            vh.check_roster_head(&self.roster)
+            vh.check_roster_head(roster)
                 .map_err(|e| fail(author.to_string(), e))?;
             let state = match chains.get(&author) {
                 Some(s) => *s,

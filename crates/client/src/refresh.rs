@@ -38,14 +38,29 @@ impl Replica {
             .and_then(|s| DeviceState::parse(&s))
             .ok_or_else(|| corrupt("unknown state"))?;
         self.store.reload_clock_offset()?;
-        if self.store.roster_len()? != self.roster.len() {
-            let roster = roster_from_entries(&self.store.roster_entries()?, &self.account)?;
-            if roster.genesis_hash() != self.genesis_hash {
-                return Err(corrupt(
-                    "stored roster does not start at the trusted genesis",
-                ));
+        match state {
+            // A pending device trusts no roster (see `crate::pairing`).
+            DeviceState::Pending => self.roster = None,
+            DeviceState::Trusted => {
+                let stale = match &self.roster {
+                    Some(r) => self.store.roster_len()? != r.len(),
+                    None => true,
+                };
+                if stale {
+                    let genesis_hash: [u8; 32] = self
+                        .store
+                        .meta_required(meta::GENESIS_HASH)?
+                        .try_into()
+                        .map_err(|_| corrupt("genesis hash"))?;
+                    let roster = roster_from_entries(&self.store.roster_entries()?, &self.account)?;
+                    if roster.genesis_hash() != genesis_hash {
+                        return Err(corrupt(
+                            "stored roster does not start at the trusted genesis",
+                        ));
+                    }
+                    self.roster = Some(roster);
+                }
             }
-            self.roster = roster;
         }
         let stamp = keystore_stamp(&self.home);
         let keys_missing = state == DeviceState::Trusted && self.secrets.account_keys.is_none();

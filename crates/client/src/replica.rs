@@ -68,16 +68,24 @@ impl Replica {
         let server_url = text(meta::SERVER_URL)?;
         let state =
             DeviceState::parse(&text(meta::STATE)?).ok_or_else(|| corrupt("unknown state"))?;
-        let genesis_hash: [u8; 32] = store
-            .meta_required(meta::GENESIS_HASH)?
-            .try_into()
-            .map_err(|_| corrupt("genesis hash"))?;
-        let roster = roster_from_entries(&store.roster_entries()?, &account)?;
-        if roster.genesis_hash() != genesis_hash {
-            return Err(corrupt(
-                "stored roster does not start at the trusted genesis",
-            ));
-        }
+        // A pending device trusts no roster yet: it learns the genesis only from a confirmed
+        // pairing (`crate::pairing`). A trusted device's roster must start at its genesis.
+        let roster = match state {
+            DeviceState::Pending => None,
+            DeviceState::Trusted => {
+                let genesis_hash: [u8; 32] = store
+                    .meta_required(meta::GENESIS_HASH)?
+                    .try_into()
+                    .map_err(|_| corrupt("genesis hash"))?;
+                let roster = roster_from_entries(&store.roster_entries()?, &account)?;
+                if roster.genesis_hash() != genesis_hash {
+                    return Err(corrupt(
+                        "stored roster does not start at the trusted genesis",
+                    ));
+                }
+                Some(roster)
+            }
+        };
         if state == DeviceState::Trusted && secrets.account_keys.is_none() {
             return Err(corrupt("trusted device without account keys"));
         }
@@ -93,18 +101,7 @@ impl Replica {
             server_url,
             state,
             roster,
-            genesis_hash,
         })
-    }
-
-    /// The code a trusted device compares before approving this one.
-    pub(crate) fn approval_code(&self) -> String {
-        sealsync_crypto::approval_code(
-            &self.genesis_hash,
-            &self.device_id.0,
-            &self.secrets.signing.verifying_key(),
-            &self.secrets.kx.public_key(),
-        )
     }
 
     /// Blinded id of collection `name`, once the account keys are known.
@@ -372,7 +369,6 @@ impl Replica {
             account: self.account.clone(),
             name: self.name.clone(),
             state,
-            approval_code: (state == DeviceState::Pending).then(|| self.approval_code()),
             server_url: self.server_url.clone(),
             collections,
             last_sync: self.store.meta_u64(meta::LAST_SYNC)?,

@@ -6,8 +6,9 @@
 //! 1. pending first-device uploads (genesis, recovery blob) if an earlier attempt failed;
 //! 2. `GET /v1/roster?after=len`, extending the verified roster (a fork or rewrite is
 //!    refused: MS-12);
-//! 3. for a pending device that the roster now lists: `GET /v1/envelopes`, opening the one
-//!    from a roster member (MS-15) to obtain the account keys;
+//! 3. for a pending device: nothing, unless a pairing was confirmed (`crate::pairing`) and
+//!    not yet completed; then the roster and key envelope are checked against the
+//!    confirmed genesis and roster head, and only then is the device trusted;
 //! 4. for a trusted device: pin each new collection's descriptor in the roster or adopt the
 //!    policy another device pinned first (`crate::collections`), seal unsent edits into the
 //!    outbox, push the outbox of pinned collections (after a 409, re-sending what a restored server lost: see
@@ -19,15 +20,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use sealsync_core::{AccountKeys, CollectionId, open_envelope};
-use sealsync_proto::{
-    PushRequest, PushResponse, RosterResponse, Sealed, SealedList, StatusResponse,
-};
+use sealsync_core::{AccountKeys, CollectionId};
+use sealsync_proto::{PushRequest, PushResponse, RosterResponse, Sealed, StatusResponse};
 
 use crate::Replica;
 use crate::clock::clock_offset;
 use crate::error::ClientError;
-use crate::keystore::KeyStore;
 use crate::net::{Connection, ServerUrl, tls};
 use crate::store::{SealContext, corrupt, meta, now_ms};
 use crate::types::{DeviceState, SyncIssue, SyncReport};
@@ -67,9 +65,12 @@ impl Replica {
         self.secrets
             .account_keys
             .as_ref()
-            .ok_or_else(|| ClientError::NotTrusted {
-                approval_code: self.approval_code(),
-            })
+            .ok_or(ClientError::NotTrusted)
+    }
+
+    /// The verified roster of a trusted device ([`ClientError::NotTrusted`] while pending).
+    pub(crate) fn trusted_roster(&self) -> Result<&sealsync_core::Roster, ClientError> {
+        self.roster.as_ref().ok_or(ClientError::NotTrusted)
     }
 
     /// Synchronises with the server; see the module documentation for the steps. The
@@ -125,18 +126,16 @@ impl Replica {
         let mut conn = self.connect().await?;
         self.learn_server_time(&mut conn).await?;
         self.finish_setup_uploads(&mut conn).await?;
-        self.sync_roster(&mut conn).await?;
         if self.state == DeviceState::Pending {
-            if self.roster.member(&self.device_id).is_none() {
-                report.still_pending = true;
-                return Ok(report);
-            }
-            if !self.receive_keys(&mut conn, &mut report).await? {
+            // Only a confirmed pairing (`crate::pairing`) makes a pending device trusted: the
+            // server's roster and envelopes alone never do (MS-10, MS-11, MS-15).
+            if !self.finish_pairing(&mut conn).await? {
                 report.still_pending = true;
                 return Ok(report);
             }
             report.became_trusted = true;
         }
+        self.sync_roster(&mut conn).await?;
         self.sync_collections(&mut conn, &mut report).await?;
         self.repair_future_stamps(&mut conn, &mut report).await?;
         self.seal_outbox()?;
@@ -165,9 +164,9 @@ impl Replica {
         if !report.errors.iter().any(|e| e.check == "roster") {
             return Ok(());
         }
-        let before = self.roster.len();
+        let before = self.trusted_roster()?.len();
         self.sync_roster(conn).await?;
-        if self.roster.len() == before {
+        if self.trusted_roster()?.len() == before {
             return Ok(());
         }
         let refused: Vec<String> = report
@@ -208,7 +207,7 @@ impl Replica {
     ) -> Result<(), ClientError> {
         if self.store.meta_blob(meta::UPLOAD_GENESIS)?.is_some() {
             let genesis = self
-                .roster
+                .trusted_roster()?
                 .entries()
                 .first()
                 .cloned()
@@ -228,15 +227,17 @@ impl Replica {
     /// Fetches roster entries after the verified length and extends the roster with them.
     /// A fork, a bad signature or any invalid entry is refused and nothing is stored.
     pub(crate) async fn sync_roster(&mut self, conn: &mut Connection) -> Result<(), ClientError> {
-        let old_len = self.roster.len();
+        let roster = self.trusted_roster()?;
+        let old_len = roster.len();
+        let genesis = roster.genesis_hash();
         let resp: RosterResponse = conn.get(&format!("/v1/roster?after={old_len}")).await?;
         if resp.entries.is_empty() {
             return Ok(());
         }
-        let mut next = self.roster.clone();
+        let mut next = self.trusted_roster()?.clone();
         next.extend(&resp.entries)
             .map_err(|e| ClientError::Roster(e.to_string()))?;
-        if next.genesis_hash() != self.genesis_hash {
+        if next.genesis_hash() != genesis {
             return Err(ClientError::Roster(
                 "the roster no longer starts at the trusted genesis".into(),
             ));
@@ -246,7 +247,7 @@ impl Replica {
 
     /// Stores the entries `next` has beyond the current roster and switches to it.
     pub(crate) fn adopt_roster(&mut self, next: sealsync_core::Roster) -> Result<(), ClientError> {
-        let old_len = self.roster.len() as usize;
+        let old_len = self.roster.as_ref().map_or(0, |r| r.len() as usize);
         let new: Vec<(u64, Vec<u8>)> = next
             .entries()
             .iter()
@@ -255,54 +256,7 @@ impl Replica {
             .map(|(i, e)| (i as u64, sealsync_proto::encode(e)))
             .collect();
         self.store.store_roster(&new, &[])?;
-        self.roster = next;
-        Ok(())
-    }
-
-    /// Pending device now in the roster: opens an envelope from a roster member. Returns
-    /// whether the device became trusted.
-    async fn receive_keys(
-        &mut self,
-        conn: &mut Connection,
-        report: &mut SyncReport,
-    ) -> Result<bool, ClientError> {
-        let list: SealedList = conn.get("/v1/envelopes").await?;
-        let mut keys = None;
-        for sealed in &list.items {
-            match open_envelope(sealed, self.device_id, &self.secrets.kx, &self.roster) {
-                Ok(k) => {
-                    keys = Some(k);
-                    break;
-                }
-                Err(e) => report.errors.push(SyncIssue {
-                    collection: String::new(),
-                    check: "envelope".into(),
-                    author: None,
-                    message: format!("key envelope refused: {e}"),
-                }),
-            }
-        }
-        let Some(keys) = keys else {
-            return Ok(false);
-        };
-        self.become_trusted(keys)?;
-        Ok(true)
-    }
-
-    /// Stores the account keys (key store first, then the state) and assigns collection ids.
-    pub(crate) fn become_trusted(&mut self, keys: AccountKeys) -> Result<(), ClientError> {
-        let mut secrets = self.secrets.clone();
-        secrets.account_keys = Some(keys);
-        self.keystore.save(&secrets)?;
-        self.secrets = secrets;
-        let account = self.account.clone();
-        if let Some(k) = self.secrets.account_keys.as_ref() {
-            self.store
-                .assign_collection_ids(|name| k.collection_id(&account, name))?;
-        }
-        self.store
-            .set_meta(&[(meta::STATE, Some(DeviceState::Trusted.as_str().as_bytes()))])?;
-        self.state = DeviceState::Trusted;
+        self.roster = Some(next);
         Ok(())
     }
 
@@ -313,7 +267,7 @@ impl Replica {
             account: &self.account,
             keys: &keys,
             signing: &self.secrets.signing,
-            roster_head: self.roster.head_hash(),
+            roster_head: self.trusted_roster()?.head_hash(),
         };
         self.store.seal_pending(&ctx)
     }

@@ -53,7 +53,7 @@ fn persist(home: &Path, secrets: &DeviceSecrets, roster: &Roster, name: &str) ->
         clock_offset: None,
     };
     setup
-        .persist(secrets, roster, DeviceState::Trusted, &[])
+        .persist(secrets, Some(roster), DeviceState::Trusted, &[])
         .unwrap()
 }
 

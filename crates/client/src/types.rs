@@ -50,6 +50,9 @@ pub struct EnrollOptions {
     pub name: String,
     /// The account's recovery secret, to join without approval from a trusted device.
     pub recovery: Option<String>,
+    /// This is the first device of a new account: the server must have no roster for it.
+    /// Without it, an account with no devices is refused (no silent new account, MS-09).
+    pub new_account: bool,
 }
 
 impl fmt::Debug for EnrollOptions {
@@ -57,6 +60,7 @@ impl fmt::Debug for EnrollOptions {
         f.debug_struct("EnrollOptions")
             .field("name", &self.name)
             .field("recovery", &self.recovery.as_ref().map(|_| ".."))
+            .field("new_account", &self.new_account)
             .finish()
     }
 }
@@ -71,8 +75,6 @@ pub struct Enrolled {
     pub state: DeviceState,
     /// The account's recovery secret: `Some` only for the account's first device, shown once.
     pub recovery_secret: Option<zeroize::Zeroizing<String>>,
-    /// The code to compare when approving this device: `Some` while pending.
-    pub approval_code: Option<String>,
 }
 
 impl fmt::Debug for Enrolled {
@@ -84,7 +86,6 @@ impl fmt::Debug for Enrolled {
                 "recovery_secret",
                 &self.recovery_secret.as_ref().map(|_| ".."),
             )
-            .field("approval_code", &self.approval_code)
             .finish_non_exhaustive()
     }
 }
@@ -364,9 +365,6 @@ pub struct Status {
     pub name: String,
     /// `pending` or `trusted`.
     pub state: DeviceState,
-    /// The approval code, only while pending.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub approval_code: Option<String>,
     /// Server URL from the enrollment bundle.
     pub server_url: String,
     /// Collections by name.
@@ -393,9 +391,6 @@ impl fmt::Display for Status {
         writeln!(f, "account  {}", self.account)?;
         writeln!(f, "server   {}", self.server_url)?;
         write!(f, "state    {}", self.state)?;
-        if let Some(code) = &self.approval_code {
-            write!(f, " (approval code {code})")?;
-        }
         match self.last_sync {
             Some(at) => write!(f, "\nlast sync {}", ago(at))?,
             None => write!(f, "\nlast sync never")?,
@@ -430,8 +425,8 @@ fn ago(at_ms: u64) -> String {
     }
 }
 
-/// A device waiting for approval, as listed by the server (unverified until `approve`
-/// checks the code).
+/// A device waiting for approval, as listed by the server (unverified: only a pairing
+/// proves its keys).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PendingDeviceInfo {
     /// Device id (hex).

@@ -9,12 +9,14 @@
 
 pub mod batch;
 pub mod collection;
+pub mod enroll;
 pub mod envelope;
 pub mod error;
 pub mod hlc;
 pub mod ids;
 pub mod keys;
 pub mod merge;
+pub mod pairing;
 pub mod policy;
 pub mod recovery;
 pub mod roster;
@@ -34,6 +36,7 @@ pub use collection::{
     descriptor_hash, open_descriptor, pinned_descriptor, seal_descriptor,
     seal_descriptor_with_salt, verify_descriptor,
 };
+pub use enroll::{sign_enroll_request, verify_enroll_request};
 pub use envelope::{
     PURPOSE_ACCOUNT_KEYS, envelope_recipient, open_envelope, seal_envelope, seal_envelope_with_salt,
 };
@@ -44,6 +47,7 @@ pub use hlc::{ClockError, Hlc, HlcClock, MAX_DRIFT_MS, within_drift};
 pub use ids::{BatchHash, CollectionId, DeviceId, IdError, VersionId};
 pub use keys::AccountKeys;
 pub use merge::{Resolved, Version, explain, resolve};
+pub use pairing::{ApprovedDevice, Approver, Confirmed, DeviceKeys, Joiner, PairingError};
 pub use policy::{Policy, PolicyError};
 pub use recovery::{open_recovery_blob, seal_recovery_blob, seal_recovery_blob_with_salt};
 pub use roster::{

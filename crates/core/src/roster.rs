@@ -527,7 +527,7 @@ impl Roster {
         self.members.values()
     }
 
-    /// Hash of entry 0; enters approval codes (MS-10).
+    /// Hash of entry 0; confirmed to a new device by the pairing MAC (MS-10).
     pub fn genesis_hash(&self) -> [u8; 32] {
         self.hashes.first().copied().unwrap_or_default()
     }

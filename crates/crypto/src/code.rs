@@ -1,22 +1,18 @@
-//! Crockford base32 for human-handled strings: recovery secrets and approval codes.
+//! Crockford base32 for human-handled strings: recovery secrets and pairing codes.
 //!
 //! Encoding is MSB-first over the alphabet `0123456789ABCDEFGHJKMNPQRSTVWXYZ`. Decoding is
 //! typo tolerant: case-insensitive, `-` and whitespace ignored, `O` read as `0`, `I` and `L`
 //! read as `1`.
 
-use subtle::ConstantTimeEq as _;
-use zeroize::Zeroizing;
+use core::fmt;
+
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::CryptoError;
-use crate::hash::{Hash32, sha256_parts};
-use crate::kx::KxPublicKey;
-use crate::sign::VerifyingKey;
+use crate::hash::random_array;
 
 /// The Crockford base32 alphabet.
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-
-/// Number of characters in an approval code (50 bits).
-const APPROVAL_CHARS: usize = 10;
 
 /// The 5-bit value of one (already upper-cased) character, with Crockford's aliases.
 fn digit_value(c: u8) -> Option<u8> {
@@ -72,40 +68,71 @@ pub(crate) fn decode_digits(digits: &[u8], out: &mut [u8]) -> Result<(), CryptoE
     Ok(())
 }
 
-/// `base32(H("sealsync/v1/approval-code" || genesis_hash || device_id || sign_pk ||
-/// kx_pk))[..10]`, shown as `XXXXX-XXXXX` (50 bits).
-pub fn approval_code(
-    genesis_hash: &Hash32,
-    device_id: &[u8; 16],
-    sign_pk: &VerifyingKey,
-    kx_pk: &KxPublicKey,
-) -> String {
-    let h = sha256_parts(&[
-        b"sealsync/v1/approval-code",
-        genesis_hash,
-        device_id,
-        &sign_pk.to_bytes(),
-        &kx_pk.to_bytes(),
-    ]);
-    let mut digits = String::with_capacity(APPROVAL_CHARS);
-    encode_into(&h, APPROVAL_CHARS, &mut digits);
-    format!("{}-{}", &digits[..5], &digits[5..])
+/// Random bytes in a pairing code (40 bits).
+pub const PAIRING_CODE_BYTES: usize = 5;
+/// Base32 characters in a pairing code (40 bits / 5).
+pub const PAIRING_CODE_CHARS: usize = 8;
+
+/// A one-time pairing code: 40 random bits made by the approving device, shown as
+/// `XXXX-XXXX` (Crockford base32) and typed on the new device. It is the SPAKE2 password
+/// of one pairing attempt ([`crate::pake`]); a wrong guess costs the attacker the whole
+/// attempt, so the odds of one online guess are 2^-40. Zeroized on drop; `Debug` prints
+/// `PairingCode(..)`.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct PairingCode {
+    bytes: [u8; PAIRING_CODE_BYTES],
 }
 
-/// Normalises both codes (case, dashes, spaces, Crockford aliases) and compares them in
-/// constant time. Codes that are not 10 valid characters never match.
-pub fn approval_code_matches(expected: &str, given: &str) -> bool {
-    let (Ok(a), Ok(b)) = (normalize(expected), normalize(given)) else {
-        return false;
-    };
-    a.len() == APPROVAL_CHARS && b.len() == APPROVAL_CHARS && bool::from(a.ct_eq(&b))
+impl fmt::Debug for PairingCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PairingCode(..)")
+    }
+}
+
+impl PairingCode {
+    /// A fresh code from the OS RNG.
+    pub fn generate() -> Self {
+        Self {
+            bytes: random_array(),
+        }
+    }
+
+    /// The code with these bytes (for test vectors).
+    pub fn from_bytes(bytes: [u8; PAIRING_CODE_BYTES]) -> Self {
+        Self { bytes }
+    }
+
+    /// Parses a typed code: Crockford base32, case-insensitive, `-` and spaces ignored,
+    /// `O` read as `0`, `I`/`L` as `1`. Anything else, or not exactly 8 characters, is
+    /// [`CryptoError::Encoding`].
+    pub fn parse(text: &str) -> Result<Self, CryptoError> {
+        let digits = normalize(text)?;
+        if digits.len() != PAIRING_CODE_CHARS {
+            return Err(CryptoError::Encoding);
+        }
+        let mut code = Self {
+            bytes: [0u8; PAIRING_CODE_BYTES],
+        };
+        decode_digits(&digits, &mut code.bytes)?;
+        Ok(code)
+    }
+
+    /// `XXXX-XXXX`.
+    pub fn display(&self) -> Zeroizing<String> {
+        let mut plain = Zeroizing::new(String::with_capacity(PAIRING_CODE_CHARS));
+        encode_into(&self.bytes, PAIRING_CODE_CHARS, &mut plain);
+        Zeroizing::new(format!("{}-{}", &plain[..4], &plain[4..]))
+    }
+
+    /// The raw code bytes (the PAKE password input).
+    pub fn expose(&self) -> &[u8; PAIRING_CODE_BYTES] {
+        &self.bytes
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kx::KxSecretKey;
-    use crate::sign::SigningKey;
     use proptest::prelude::*;
 
     #[test]
@@ -139,87 +166,53 @@ mod tests {
         assert_eq!(out, [0xff; 5]);
     }
 
-    struct Inputs {
-        genesis: Hash32,
-        device: [u8; 16],
-        sign: VerifyingKey,
-        kx: KxPublicKey,
-    }
-
-    fn inputs() -> Inputs {
-        Inputs {
-            genesis: [0x33; 32],
-            device: [0x55; 16],
-            sign: SigningKey::from_seed(&[1u8; 32]).verifying_key(),
-            kx: KxSecretKey::from_bytes(&[2u8; 32]).public_key(),
-        }
-    }
-
-    fn code(i: &Inputs) -> String {
-        approval_code(&i.genesis, &i.device, &i.sign, &i.kx)
-    }
-
     #[test]
-    fn approval_code_format() {
-        let c = code(&inputs());
-        assert_eq!(c.len(), 11);
-        assert_eq!(&c[5..6], "-");
+    fn pairing_code_format_and_round_trip() {
+        let code = PairingCode::from_bytes([0xff, 0, 0x12, 0x34, 0x56]);
+        let shown = code.display();
+        assert_eq!(shown.len(), 9);
+        assert_eq!(&shown[4..5], "-");
         assert!(
-            c.bytes()
+            shown
+                .bytes()
                 .enumerate()
-                .all(|(i, b)| i == 5 || ALPHABET.contains(&b))
+                .all(|(i, b)| i == 4 || ALPHABET.contains(&b))
+        );
+        let back = PairingCode::parse(&shown).unwrap();
+        assert_eq!(back.expose(), code.expose());
+        // Typo tolerant: case, dashes, spaces and Crockford aliases.
+        let typed = format!(" {} ", shown.to_lowercase().replace('-', " "));
+        assert_eq!(PairingCode::parse(&typed).unwrap().expose(), code.expose());
+        assert_eq!(
+            PairingCode::parse("0O1I-lL00").unwrap().expose(),
+            PairingCode::parse("0011-1100").unwrap().expose()
         );
     }
 
     #[test]
-    fn approval_code_changes_with_every_input() {
-        // MS-10: substituting the genesis, the device id, the signing key or the kx key
-        // changes the code the users compare.
-        let base = code(&inputs());
-        let mut i = inputs();
-        i.genesis[0] ^= 1;
-        assert_ne!(code(&i), base);
-        let mut i = inputs();
-        i.device[15] ^= 1;
-        assert_ne!(code(&i), base);
-        let mut i = inputs();
-        i.sign = SigningKey::from_seed(&[9u8; 32]).verifying_key();
-        assert_ne!(code(&i), base);
-        let mut i = inputs();
-        i.kx = KxSecretKey::from_bytes(&[9u8; 32]).public_key();
-        assert_ne!(code(&i), base);
-        assert_eq!(code(&inputs()), base);
+    fn pairing_code_refuses_bad_text() {
+        for bad in [
+            "",
+            "ABCD-EFG",
+            "ABCD-EFGHJ",
+            "ABCD-EFGU",
+            "ABCD_EFGH",
+            "ABCDEFGH\u{e9}",
+        ] {
+            assert_eq!(
+                PairingCode::parse(bad).unwrap_err(),
+                CryptoError::Encoding,
+                "{bad}"
+            );
+        }
+        assert_eq!(format!("{:?}", PairingCode::generate()), "PairingCode(..)");
     }
 
     #[test]
-    fn approval_code_matching_is_typo_tolerant() {
-        let c = code(&inputs());
-        assert!(approval_code_matches(&c, &c));
-        assert!(approval_code_matches(&c, &c.to_lowercase()));
-        assert!(approval_code_matches(&c, &c.replace('-', "")));
-        assert!(approval_code_matches(
-            &c,
-            &format!(" {} ", c.replace('-', " "))
-        ));
-        let aliased = c.replace('0', "O").replace('1', "l");
-        assert!(approval_code_matches(&c, &aliased));
-        assert!(approval_code_matches("ABCDE-01234", "abcde-oi234"));
-    }
-
-    #[test]
-    fn approval_code_mismatches() {
-        // MS-10: a different, truncated, padded or invalid code never matches.
-        let c = code(&inputs());
-        let mut wrong = c.clone().into_bytes();
-        wrong[0] = if wrong[0] == b'A' { b'B' } else { b'A' };
-        let wrong = String::from_utf8(wrong).unwrap();
-        assert!(!approval_code_matches(&c, &wrong));
-        assert!(!approval_code_matches(&c, &c[..10]));
-        assert!(!approval_code_matches(&c, &format!("{c}0")));
-        assert!(!approval_code_matches(&c, ""));
-        assert!(!approval_code_matches("", ""));
-        assert!(!approval_code_matches(&c, "UUUUU-UUUUU"));
-        assert!(!approval_code_matches("0000", "0000"));
+    fn generated_codes_differ() {
+        let a = PairingCode::generate();
+        let b = PairingCode::generate();
+        assert_ne!(a.expose(), b.expose());
     }
 
     proptest! {
@@ -234,8 +227,8 @@ mod tests {
         }
 
         #[test]
-        fn matching_never_panics(a in ".{0,20}", b in ".{0,20}") {
-            let _ = approval_code_matches(&a, &b);
+        fn parsing_never_panics(a in ".{0,20}") {
+            let _ = PairingCode::parse(&a);
         }
     }
 }

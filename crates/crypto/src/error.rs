@@ -32,7 +32,7 @@ pub enum CryptoError {
     /// length it does not support).
     #[error("key derivation failed")]
     Kdf,
-    /// Text that should hold a recovery secret or an approval code is not valid Crockford
+    /// Text that should hold a recovery secret or a pairing code is not valid Crockford
     /// base32 of the expected length.
     #[error("invalid encoding")]
     Encoding,

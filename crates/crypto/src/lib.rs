@@ -11,12 +11,13 @@ mod error;
 mod hash;
 mod kdf;
 mod kx;
+pub mod pake;
 mod sign;
 mod symmetric;
 #[cfg(test)]
 mod vectors;
 
-pub use code::{approval_code, approval_code_matches};
+pub use code::{PAIRING_CODE_BYTES, PAIRING_CODE_CHARS, PairingCode};
 pub use error::CryptoError;
 pub use hash::{Hash32, lp, random_array, sha256, sha256_parts};
 pub use kdf::{
@@ -48,6 +49,8 @@ mod tests {
         zeroized_on_drop::<ObjectKey>();
         zeroized_on_drop::<RecoverySecret>();
         zeroized_on_drop::<RecoveryKeys>();
+        zeroized_on_drop::<PairingCode>();
+        zeroized_on_drop::<pake::PairingKeys>();
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub enum SigContext {
     Envelope,
     /// A roster entry.
     Roster,
+    /// An enrollment request: proof that the enrolling device holds its signing key.
+    Enroll,
 }
 
 impl SigContext {
@@ -31,6 +33,7 @@ impl SigContext {
             SigContext::Collection => "sealsync/v1/collection",
             SigContext::Envelope => "sealsync/v1/envelope",
             SigContext::Roster => "sealsync/v1/roster",
+            SigContext::Enroll => "sealsync/v1/enroll",
         }
     }
 }
@@ -180,11 +183,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const ALL: [SigContext; 4] = [
+    const ALL: [SigContext; 5] = [
         SigContext::Batch,
         SigContext::Collection,
         SigContext::Envelope,
         SigContext::Roster,
+        SigContext::Enroll,
     ];
 
     fn key() -> SigningKey {

@@ -97,14 +97,10 @@ fn recovery_and_passphrase_vectors() {
 }
 
 #[test]
-fn approval_code_vector() {
-    let vk = SigningKey::from_seed(&seed()).verifying_key();
+fn kx_public_key_vector() {
     let kx = KxSecretKey::from_bytes(&[0x44; 32]).public_key();
     assert_eq!(
         h(&kx.to_bytes()),
         "ff2ee45601ec1b67310c7790404585ae697331eee1c1f8cf2419731c1fff3e6b"
     );
-    let code = approval_code(&[0x33; 32], &device_id(&vk), &vk, &kx);
-    assert_eq!(code, "HJZJ3-M70WZ");
-    assert!(approval_code_matches(&code, "hjzj3m70wz"));
 }

@@ -257,6 +257,12 @@ pub struct EnrollRequest {
     /// X25519 key-wrapping key
     #[prost(bytes = "vec", tag = "5")]
     pub kx_pk: ::prost::alloc::vec::Vec<u8>,
+    /// true only for the first device of a new account
+    #[prost(bool, tag = "6")]
+    pub new_account: bool,
+    /// Ed25519 by sign_pk, context "sealsync/v1/enroll" (docs/protocol.md)
+    #[prost(bytes = "vec", tag = "7")]
+    pub pop_signature: ::prost::alloc::vec::Vec<u8>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct EnrollResponse {
@@ -378,6 +384,100 @@ pub struct ErrorResponse {
     /// generic text, never details
     #[prost(string, tag = "3")]
     pub message: ::prost::alloc::string::String,
+}
+/// POST /v1/enroll/preview (ALPN "sealsync-enroll"): the account's genesis for a valid,
+/// unused ticket, without spending it (recovery checks the secret against it first).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct EnrollPreviewRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub ticket: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct EnrollPreview {
+    #[prost(string, tag = "1")]
+    pub account: ::prost::alloc::string::String,
+    /// the genesis only; empty for a new account
+    #[prost(message, repeated, tag = "2")]
+    pub roster: ::prost::alloc::vec::Vec<SignedRosterEntry>,
+}
+/// POST /v1/pairing/start, by a roster member (the approver).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PairingStart {
+    /// 16 random bytes chosen by the approver
+    #[prost(bytes = "vec", tag = "1")]
+    pub attempt_id: ::prost::alloc::vec::Vec<u8>,
+    /// the new device
+    #[prost(bytes = "vec", tag = "2")]
+    pub device_id: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub approver_id: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub approver_sign_pk: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "5")]
+    pub approver_kx_pk: ::prost::alloc::vec::Vec<u8>,
+    /// SPAKE2 message of side A (33 bytes)
+    #[prost(bytes = "vec", tag = "6")]
+    pub pake_msg: ::prost::alloc::vec::Vec<u8>,
+    /// how long the attempt stays open
+    #[prost(uint64, tag = "7")]
+    pub ttl_ms: u64,
+}
+/// POST /v1/pairing/reply, by the new device. The server keeps one reply per attempt.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PairingReply {
+    #[prost(bytes = "vec", tag = "1")]
+    pub attempt_id: ::prost::alloc::vec::Vec<u8>,
+    /// SPAKE2 message of side B (33 bytes)
+    #[prost(bytes = "vec", tag = "2")]
+    pub pake_msg: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub sign_pk: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub kx_pk: ::prost::alloc::vec::Vec<u8>,
+    #[prost(string, tag = "5")]
+    pub name: ::prost::alloc::string::String,
+    /// HMAC-SHA256 with mac_b over transcript B
+    #[prost(bytes = "vec", tag = "6")]
+    pub mac: ::prost::alloc::vec::Vec<u8>,
+}
+/// POST /v1/pairing/confirm, by the approver once the ADD and the envelope are stored.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PairingConfirm {
+    #[prost(bytes = "vec", tag = "1")]
+    pub attempt_id: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub genesis_hash: ::prost::alloc::vec::Vec<u8>,
+    /// roster head after the ADD
+    #[prost(bytes = "vec", tag = "3")]
+    pub roster_head: ::prost::alloc::vec::Vec<u8>,
+    /// HMAC-SHA256 with mac_a over transcript A
+    #[prost(bytes = "vec", tag = "4")]
+    pub mac: ::prost::alloc::vec::Vec<u8>,
+    /// the new device (routing; transcript B binds it)
+    #[prost(bytes = "vec", tag = "5")]
+    pub device_id: ::prost::alloc::vec::Vec<u8>,
+}
+/// POST /v1/pairing/abort, by either side: the attempt and its code are spent.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PairingAbort {
+    #[prost(bytes = "vec", tag = "1")]
+    pub attempt_id: ::prost::alloc::vec::Vec<u8>,
+    /// the new device
+    #[prost(bytes = "vec", tag = "2")]
+    pub device_id: ::prost::alloc::vec::Vec<u8>,
+}
+/// GET /v1/pairing\[?device=HEX\]: the current attempt for the caller (new device) or, for
+/// the approver, for device HEX.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PairingMailbox {
+    #[prost(message, optional, tag = "1")]
+    pub start: ::core::option::Option<PairingStart>,
+    #[prost(message, optional, tag = "2")]
+    pub reply: ::core::option::Option<PairingReply>,
+    #[prost(message, optional, tag = "3")]
+    pub confirm: ::core::option::Option<PairingConfirm>,
+    #[prost(bool, tag = "4")]
+    pub aborted: bool,
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]

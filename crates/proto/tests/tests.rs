@@ -168,15 +168,26 @@ fn signed_roster_entry() -> impl Strategy<Value = SignedRosterEntry> {
 }
 
 fn enroll_request() -> impl Strategy<Value = EnrollRequest> {
-    (bytes(40), text(), bytes(200), bytes(40), bytes(40)).prop_map(
-        |(ticket, name, csr_der, sign_pk, kx_pk)| EnrollRequest {
-            ticket,
-            name,
-            csr_der,
-            sign_pk,
-            kx_pk,
-        },
+    (
+        bytes(40),
+        text(),
+        bytes(200),
+        bytes(40),
+        bytes(40),
+        any::<bool>(),
+        bytes(64),
     )
+        .prop_map(
+            |(ticket, name, csr_der, sign_pk, kx_pk, new_account, pop_signature)| EnrollRequest {
+                ticket,
+                name,
+                csr_der,
+                sign_pk,
+                kx_pk,
+                new_account,
+                pop_signature,
+            },
+        )
 }
 
 fn enroll_response() -> impl Strategy<Value = EnrollResponse> {

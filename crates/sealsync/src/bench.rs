@@ -50,6 +50,7 @@ async fn bench(root: &std::path::Path, args: BenchArgs) -> anyhow::Result<()> {
         EnrollOptions {
             name: "writer".into(),
             recovery: None,
+            new_account: true,
         },
     )
     .await?;
@@ -60,15 +61,12 @@ async fn bench(root: &std::path::Path, args: BenchArgs) -> anyhow::Result<()> {
         EnrollOptions {
             name: "reader".into(),
             recovery: None,
+            new_account: false,
         },
     )
     .await?;
-    let code = reader
-        .approval_code
-        .clone()
-        .context("reader should be pending")?;
-    writer.approve(&reader.device_id.to_string(), &code).await?;
     let mut reader = reader.replica;
+    crate::demo::pair(&mut writer, &mut reader).await?;
     reader.sync().await?;
 
     // Deterministic, incompressible-looking values (xorshift), fixed seed.

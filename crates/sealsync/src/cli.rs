@@ -94,17 +94,31 @@ pub(crate) enum DeviceCommand {
         /// A name for this device, shown to the account's other devices.
         #[arg(long)]
         name: String,
-        /// The account's recovery secret: join without approval from another device.
-        #[arg(long)]
-        recovery: Option<String>,
+        /// Join with the account's recovery secret instead of pairing. The secret is read
+        /// from SEALSYNC_RECOVERY, else from a prompt on the terminal, else from standard
+        /// input; never from the command line (a value given here is refused, not echoed).
+        #[arg(long, num_args = 0..=1, value_name = "NOTHING")]
+        recovery: Option<Option<String>>,
+        /// This is the first device of a new account (refused if the account has devices).
+        #[arg(long, conflicts_with = "recovery")]
+        new_account: bool,
     },
-    /// Admit a pending device of the account after comparing its approval code.
+    /// On a trusted device: print a one-time code for the pending device DEVICE_ID, then
+    /// pair with it while it runs `join CODE`.
     Approve {
-        /// Device id, as shown by `sealsync device pending`.
+        /// Device id, as printed by `enroll` on the new device (or `sealsync device pending`).
         device_id: String,
-        /// The approval code the new device shows.
-        #[arg(long)]
+        /// How long to wait for the new device, e.g. 90s, 10m.
+        #[arg(long, default_value = "10m")]
+        timeout: String,
+    },
+    /// On a pending device: pair with the trusted device that shows CODE (from `approve`).
+    Join {
+        /// The one-time code the approving device printed, XXXX-XXXX.
         code: String,
+        /// How long to wait for the approving device, e.g. 90s, 10m.
+        #[arg(long, default_value = "10m")]
+        timeout: String,
     },
     /// List the devices waiting for approval.
     Pending,

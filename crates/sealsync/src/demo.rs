@@ -66,6 +66,24 @@ async fn story(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Pairs the pending `joiner` with the trusted `approver` as two people would: the approver
+/// shows a code, the joiner types it, both run at once. Returns the code.
+pub(crate) async fn pair(approver: &mut Replica, joiner: &mut Replica) -> anyhow::Result<String> {
+    let timeout = Duration::from_secs(60);
+    let approval = approver
+        .begin_approval(&joiner.device_id().to_string(), timeout)
+        .await
+        .context("approve")?;
+    let code = approval.code().to_string();
+    let (approved, joined) = tokio::join!(
+        approver.finish_approval(approval),
+        joiner.join(&code, timeout)
+    );
+    approved.context("approve")?;
+    joined.context("join")?;
+    Ok(code)
+}
+
 async fn devices(root: &Path, server_dir: &Path) -> anyhow::Result<()> {
     let ttl = Duration::from_secs(15 * 60);
     let ticket = |_: ()| sealsync_server::enroll_ticket(server_dir, "demo", ttl, None);
@@ -77,6 +95,7 @@ async fn devices(root: &Path, server_dir: &Path) -> anyhow::Result<()> {
         EnrollOptions {
             name: "alice-laptop".into(),
             recovery: None,
+            new_account: true,
         },
     )
     .await
@@ -101,24 +120,17 @@ async fn devices(root: &Path, server_dir: &Path) -> anyhow::Result<()> {
             EnrollOptions {
                 name: name.into(),
                 recovery: None,
+                new_account: false,
             },
         )
         .await
         .with_context(|| format!("{name} enroll"))?;
-        let code = dev
-            .approval_code
-            .clone()
-            .context("a later device must be pending with an approval code")?;
-        println!(
-            "   {name} {} pending, shows approval code {code}",
-            dev.device_id
-        );
-        alice
-            .approve(&dev.device_id.to_string(), &code)
-            .await
-            .with_context(|| format!("approve {name}"))?;
-        println!("   alice approved {name} after comparing the code");
+        println!("   {name} {} pending", dev.device_id);
         let mut replica = dev.replica;
+        let code = pair(&mut alice, &mut replica)
+            .await
+            .with_context(|| format!("pair {name}"))?;
+        println!("   alice showed the code {code}, {name} typed it: SPAKE2 through the server");
         replica
             .sync()
             .await

@@ -1,13 +1,13 @@
 //! `sealsync device ...`: one device's commands over `sealsync_client::Replica`.
 //!
-//! Only `enroll`, `approve`, `pending` and `sync` talk to the server; everything else works
-//! offline on the local replica.
+//! Only `enroll`, `approve`, `join`, `pending` and `sync` talk to the server (the first four
+//! in `pairing_cmd`); everything else works offline on the local replica.
 
 use std::io::{Read as _, Write as _};
 
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
-use sealsync_client::{ClientError, EnrollOptions, MAX_VALUE_BYTES, Replica};
+use sealsync_client::{ClientError, MAX_VALUE_BYTES, Replica};
 use sealsync_core::Policy;
 
 use crate::Exit;
@@ -26,56 +26,13 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
             bundle,
             name,
             recovery,
-        } => {
-            let rt = crate::runtime()?;
-            let enrolled = rt
-                .block_on(Replica::enroll(
-                    &home,
-                    bundle.trim(),
-                    EnrollOptions { name, recovery },
-                ))
-                .context("enrollment failed")?;
-            println!("device id: {}", enrolled.device_id);
-            if let Some(secret) = &enrolled.recovery_secret {
-                println!("state: trusted (first device of the account)");
-                println!("recovery secret: {}", secret.as_str());
-                println!(
-                    "write the recovery secret down now: it is shown only once and lets a new device join without approval"
-                );
-            } else if let Some(code) = &enrolled.approval_code {
-                println!("state: pending");
-                println!("approval code: {code}");
-                println!(
-                    "on a trusted device run: sealsync device --home DIR approve {} --code {code}",
-                    enrolled.device_id
-                );
-            } else {
-                println!("state: trusted");
-            }
-            Ok(())
+            new_account,
+        } => crate::pairing_cmd::enroll(&home, &bundle, name, recovery, new_account),
+        DeviceCommand::Approve { device_id, timeout } => {
+            crate::pairing_cmd::approve(&home, &device_id, &timeout)
         }
-        DeviceCommand::Approve { device_id, code } => {
-            let mut replica = open(&home)?;
-            let rt = crate::runtime()?;
-            rt.block_on(replica.approve(&device_id, &code))
-                .context("approval failed")?;
-            println!("approved {device_id}; it becomes trusted at its next sync");
-            Ok(())
-        }
-        DeviceCommand::Pending => {
-            let mut replica = open(&home)?;
-            let rt = crate::runtime()?;
-            let pending = rt
-                .block_on(replica.pending_devices())
-                .context("cannot list pending devices")?;
-            if pending.is_empty() {
-                println!("no devices waiting for approval");
-            }
-            for device in pending {
-                println!("{}\t{}", device.device_id, device.name);
-            }
-            Ok(())
-        }
+        DeviceCommand::Join { code, timeout } => crate::pairing_cmd::join(&home, &code, &timeout),
+        DeviceCommand::Pending => crate::pairing_cmd::pending(&home),
         DeviceCommand::Put {
             collection,
             key,
@@ -201,14 +158,9 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
             let report = rt.block_on(replica.sync()).context("sync failed")?;
             println!("{report}");
             if report.still_pending {
-                let code = replica
-                    .status()
-                    .ok()
-                    .and_then(|s| s.approval_code)
-                    .map(|c| format!(" (approval code {c})"))
-                    .unwrap_or_default();
                 bail!(
-                    "this device is pending approval{code}; nothing was synced: approve it from a trusted device of the account, then run sync again"
+                    "this device is pending approval; nothing was synced: run `approve {}` on a trusted device of the account and `join CODE` here",
+                    replica.device_id()
                 );
             }
             if let Some(first) = report.errors.first() {
@@ -308,7 +260,7 @@ fn escape(bytes: &[u8]) -> String {
     out
 }
 
-fn open(home: &std::path::Path) -> anyhow::Result<Replica> {
+pub(crate) fn open(home: &std::path::Path) -> anyhow::Result<Replica> {
     if !home.exists() {
         bail!(
             "no device in {}: enroll first with `sealsync device --home {} enroll BUNDLE --name NAME`",

@@ -9,6 +9,7 @@ mod bench;
 mod cli;
 mod demo;
 mod device_cmd;
+mod pairing_cmd;
 mod proxy;
 mod server_cmd;
 

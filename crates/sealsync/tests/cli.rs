@@ -132,8 +132,30 @@ fn quick_start_over_the_cli() {
         bundle.trim(),
         "--name",
         "laptop",
+        "--new-account",
     ]);
     assert!(out.contains("recovery secret"), "{out}");
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("recovery secret: "))
+        .expect("recovery secret line")
+        .to_string();
+
+    // The used ticket says so (not a bare 401).
+    let err = fails(
+        &[
+            "device",
+            "--home",
+            phone,
+            "enroll",
+            bundle.trim(),
+            "--name",
+            "phone",
+        ],
+        2,
+    );
+    assert!(err.contains("already used or has expired"), "{err}");
+    assert!(err.contains("operator"), "{err}");
 
     let bundle = ok(&[
         "admin",
@@ -160,21 +182,103 @@ fn quick_start_over_the_cli() {
     assert_eq!(status["account"], "alice");
     assert_eq!(status["name"], "phone");
     let device_id = status["device_id"].as_str().expect("device_id").to_string();
-    let code = status["approval_code"]
-        .as_str()
-        .expect("approval_code")
-        .to_string();
 
     let pending = ok(&["device", "--home", laptop, "pending"]);
     assert!(pending.contains(&device_id), "{pending}");
-    ok(&[
-        "device", "--home", laptop, "approve", &device_id, "--code", &code,
-    ]);
-    ok(&["device", "--home", phone, "sync"]);
+    // Pairing as two people run it: `approve` prints the code first and waits; `join` types
+    // it on the new device; both exit 0.
+    let mut approve = Command::new(BIN)
+        .args([
+            "device",
+            "--home",
+            laptop,
+            "approve",
+            &device_id,
+            "--timeout",
+            "60s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn approve");
+    let mut approve_out = BufReader::new(approve.stdout.take().expect("stdout"));
+    let mut code = String::new();
+    approve_out.read_line(&mut code).expect("read code");
+    let code = code.trim().to_string();
+    assert_eq!(
+        code.len(),
+        9,
+        "first line must be the code XXXX-XXXX: {code:?}"
+    );
+    let out = ok(&["device", "--home", phone, "join", &code, "--timeout", "60s"]);
+    assert!(out.contains("trusted"), "{out}");
+    let status = approve.wait().expect("approve exits");
+    assert!(status.success(), "approve failed");
     let status: serde_json::Value =
         serde_json::from_str(&ok(&["device", "--home", phone, "status", "--json"])).expect("json");
     assert_eq!(status["state"], "trusted");
-    assert!(status.get("approval_code").is_none_or(|c| c.is_null()));
+
+    // Recovery reads the secret from SEALSYNC_RECOVERY (or a prompt, or stdin), never from
+    // the command line: a value after --recovery is a usage error.
+    let bundle = ok(&["admin", "--data", data, "enroll", "--account", "alice"]);
+    let tablet = tmp.path().join("tablet");
+    let tablet = tablet.to_str().expect("path");
+    let err = fails(
+        &[
+            "device",
+            "--home",
+            tablet,
+            "enroll",
+            bundle.trim(),
+            "--name",
+            "tablet",
+            "--recovery",
+            &secret,
+        ],
+        2,
+    );
+    assert!(!err.contains(&secret), "the secret was echoed: {err}");
+    let out = Command::new(BIN)
+        .args([
+            "device",
+            "--home",
+            tablet,
+            "enroll",
+            bundle.trim(),
+            "--name",
+            "tablet",
+            "--recovery",
+        ])
+        .env("SEALSYNC_RECOVERY", &secret)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("state: trusted"));
+    let mut child = Command::new(BIN)
+        .args(["device", "--home", &format!("{tablet}-2"), "enroll"])
+        .args([
+            &ok(&["admin", "--data", data, "enroll", "--account", "alice"])
+                .trim()
+                .to_string(),
+        ])
+        .args(["--name", "tablet2", "--recovery"])
+        .env_remove("SEALSYNC_RECOVERY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    writeln!(child.stdin.take().expect("stdin"), "{secret}").expect("write secret");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     ok(&[
         "device",
@@ -371,6 +475,7 @@ fn passphrase_protects_the_key_store() {
             bundle.trim(),
             "--name",
             "d",
+            "--new-account",
         ],
         pass,
     );
@@ -407,4 +512,78 @@ fn passphrase_protects_the_key_store() {
     let out = with_passphrase(&["device", "--home", home_s, "get", "notes", "k"], pass);
     assert!(out.status.success());
     assert_eq!(out.stdout, b"v");
+}
+
+#[test]
+fn wrong_pairing_code_fails_both_commands_with_one_line() {
+    // MS-10: a mistyped code ends both commands non-zero with one clear line each; the
+    // new device stays pending.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_server, _port) = start_server(tmp.path());
+    let data = tmp.path().join("srv");
+    let data = data.to_str().expect("path");
+    let laptop = tmp.path().join("laptop");
+    let laptop = laptop.to_str().expect("path");
+    let phone = tmp.path().join("phone");
+    let phone = phone.to_str().expect("path");
+    let bundle = ok(&["admin", "--data", data, "enroll", "--account", "w"]);
+    ok(&[
+        "device",
+        "--home",
+        laptop,
+        "enroll",
+        bundle.trim(),
+        "--name",
+        "laptop",
+        "--new-account",
+    ]);
+    let bundle = ok(&["admin", "--data", data, "enroll", "--account", "w"]);
+    let out = ok(&[
+        "device",
+        "--home",
+        phone,
+        "enroll",
+        bundle.trim(),
+        "--name",
+        "phone",
+    ]);
+    let device_id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("device id: "))
+        .expect("device id")
+        .to_string();
+    let mut approve = Command::new(BIN)
+        .args([
+            "device",
+            "--home",
+            laptop,
+            "approve",
+            &device_id,
+            "--timeout",
+            "60s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn approve");
+    let mut code = String::new();
+    let mut approve_out = BufReader::new(approve.stdout.take().expect("stdout"));
+    approve_out.read_line(&mut code).expect("read code");
+    let wrong = if code.trim() == "0000-0000" {
+        "1111-1111"
+    } else {
+        "0000-0000"
+    };
+    let err = fails(&["device", "--home", phone, "join", wrong], 2);
+    assert!(err.contains("code does not match"), "{err}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut approve.stderr.take().expect("stderr"), &mut err)
+        .expect("read stderr");
+    assert_eq!(approve.wait().expect("approve exits").code(), Some(2));
+    drop(approve_out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
+    assert!(err.contains("code does not match"), "{err}");
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&["device", "--home", phone, "status", "--json"])).expect("json");
+    assert_eq!(status["state"], "pending");
 }

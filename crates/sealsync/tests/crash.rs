@@ -86,6 +86,7 @@ async fn values_are_encrypted_at_rest_on_the_device() {
         EnrollOptions {
             name: "a".into(),
             recovery: None,
+            new_account: true,
         },
     )
     .await

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
-use sealsync_client::{DeviceState, EnrollOptions, Replica};
+use sealsync_client::{ClientError, DeviceState, EnrollOptions, Replica};
 use sealsync_core::{CollectionId, DeviceId, GenesisParams, Roster, SealedBatch};
 use sealsync_crypto::{KdfParams, KxSecretKey, SigningKey};
 use sealsync_proto::Message as _;
@@ -86,12 +86,39 @@ impl TestServer {
     }
 }
 
-/// Enrollment options with no recovery secret.
+/// Enrollment options of a device joining an existing account, with no recovery secret.
 pub(crate) fn opts(name: &str) -> EnrollOptions {
     EnrollOptions {
         name: name.into(),
         recovery: None,
+        new_account: false,
     }
+}
+
+/// Enrollment options of the first device of a new account.
+pub(crate) fn first_opts(name: &str) -> EnrollOptions {
+    EnrollOptions {
+        new_account: true,
+        ..opts(name)
+    }
+}
+
+/// Pairs the pending `joiner` with the trusted `approver`, both running at once as two
+/// people would (approve prints the code, join types it). Returns the two results.
+pub(crate) async fn pair(
+    approver: &mut Replica,
+    joiner: &mut Replica,
+) -> (Result<(), ClientError>, Result<(), ClientError>) {
+    let timeout = Duration::from_secs(30);
+    let approval = approver
+        .begin_approval(&joiner.device_id().to_string(), timeout)
+        .await
+        .expect("begin approval");
+    let code = approval.code().to_string();
+    tokio::join!(
+        approver.finish_approval(approval),
+        joiner.join(&code, timeout)
+    )
 }
 
 /// The first device of `account` ("first") and a second one ("second") approved by it,
@@ -103,7 +130,7 @@ pub(crate) async fn approved_pair(
     let first = Replica::enroll(
         &server.home("first"),
         &server.bundle(account),
-        opts("first"),
+        first_opts("first"),
     )
     .await
     .expect("enroll first");
@@ -122,10 +149,6 @@ pub(crate) async fn approved_pair(
     .await
     .expect("enroll second");
     assert_eq!(second.state, DeviceState::Pending);
-    let code = second
-        .approval_code
-        .clone()
-        .expect("approval code while pending");
     let pending = a.pending_devices().await.expect("pending");
     assert!(
         pending
@@ -133,10 +156,10 @@ pub(crate) async fn approved_pair(
             .any(|p| p.device_id == second.device_id.to_string()),
         "second device not listed as pending"
     );
-    a.approve(&second.device_id.to_string(), &code)
-        .await
-        .expect("approve");
     let mut b = second.replica;
+    let (approved, joined) = pair(&mut a, &mut b).await;
+    approved.expect("approve");
+    joined.expect("join");
     b.sync().await.expect("sync after approval");
     assert_eq!(b.status().expect("status").state, DeviceState::Trusted);
     (a, b, secret)
@@ -155,7 +178,9 @@ pub(crate) struct RawDevice {
 /// The device name every raw enrollment uses.
 const RAW_NAME: &str = "raw";
 
-/// Posts an enrollment request with `ticket` and the keys `sign` and `kx`; returns the HTTP
+/// Posts an enrollment request with `ticket` and the keys `sign` and `kx` (with a valid
+/// proof of possession) into an existing account, or, when the server answers that the
+/// account has no devices (409, ticket unspent), as its first device; returns the HTTP
 /// status and body.
 pub(crate) async fn raw_enroll(
     server: &TestServer,
@@ -165,17 +190,26 @@ pub(crate) async fn raw_enroll(
     csr: Vec<u8>,
 ) -> (u16, Vec<u8>) {
     let mut client = connect_enroll(server.addr, &server.ca_der()).await;
-    let req = sealsync_proto::EnrollRequest {
-        ticket: ticket.to_vec(),
-        name: RAW_NAME.into(),
-        csr_der: csr,
-        sign_pk: sign.verifying_key().to_bytes().to_vec(),
-        kx_pk: kx.public_key().to_bytes().to_vec(),
-    };
-    client
-        .request("POST", "/v1/enroll", req.encode_to_vec())
-        .await
-        .expect("enroll request")
+    for new_account in [false, true] {
+        let mut req = sealsync_proto::EnrollRequest {
+            ticket: ticket.to_vec(),
+            name: RAW_NAME.into(),
+            csr_der: csr.clone(),
+            sign_pk: sign.verifying_key().to_bytes().to_vec(),
+            kx_pk: kx.public_key().to_bytes().to_vec(),
+            new_account,
+            pop_signature: Vec::new(),
+        };
+        sealsync_core::sign_enroll_request(sign, &mut req);
+        let (status, body) = client
+            .request("POST", "/v1/enroll", req.encode_to_vec())
+            .await
+            .expect("enroll request");
+        if status != 409 || new_account {
+            return (status, body);
+        }
+    }
+    unreachable!("the loop returns on its second pass")
 }
 
 impl RawDevice {

@@ -132,6 +132,7 @@ async fn batches_lost_by_a_restored_server_are_resent_and_reach_every_device() {
         EnrollOptions {
             name: "third".into(),
             recovery: Some(secret),
+            new_account: false,
         },
     )
     .await

@@ -224,10 +224,10 @@ async fn roster_entry_hidden_from_one_device_is_detected_by_its_batches() {
     let third = Replica::enroll(&server.home("third"), &server.bundle("acme"), opts("third"))
         .await
         .expect("enroll third");
-    let code = third.approval_code.clone().expect("approval code");
-    a.approve(&third.device_id.to_string(), &code)
-        .await
-        .expect("approve");
+    let mut c = third.replica;
+    let (approved, joined) = crate::kit::pair(&mut a, &mut c).await;
+    approved.expect("approve");
+    joined.expect("join");
     a.sync().await.expect("sync");
 
     // The server hides the newest roster entry (A's ADD of C; seq 3, after the pin of

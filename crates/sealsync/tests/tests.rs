@@ -9,6 +9,7 @@ mod clock;
 mod crash;
 mod e2e;
 mod kit;
+mod pairing;
 mod refusals;
 mod rollback;
 mod tampering;

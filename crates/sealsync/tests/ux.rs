@@ -4,7 +4,7 @@
 
 use sealsync_client::{DeviceState, Replica};
 
-use crate::kit::{TestServer, approved_pair, now_ms as real_now_ms, opts};
+use crate::kit::{TestServer, approved_pair, first_opts, now_ms as real_now_ms, opts, pair};
 
 const HOUR: i64 = 3_600_000;
 
@@ -160,9 +160,13 @@ async fn a_second_handle_opened_while_pending_loses_nothing() {
     // pending. It becomes trusted through one; the other creates a collection and writes.
     // The data must reach the account's other device, through either handle's sync.
     let server = TestServer::start().await;
-    let first = Replica::enroll(&server.home("first"), &server.bundle("acme"), opts("first"))
-        .await
-        .expect("enroll first");
+    let first = Replica::enroll(
+        &server.home("first"),
+        &server.bundle("acme"),
+        first_opts("first"),
+    )
+    .await
+    .expect("enroll first");
     let mut a = first.replica;
     let second = Replica::enroll(
         &server.home("second"),
@@ -172,14 +176,16 @@ async fn a_second_handle_opened_while_pending_loses_nothing() {
     .await
     .expect("enroll second");
     assert_eq!(second.state, DeviceState::Pending);
-    let code = second.approval_code.clone().expect("code");
-    let id = second.device_id.to_string();
     let mut sync_task = second.replica;
     let mut ui = Replica::open(&server.home("second")).expect("second handle");
 
-    a.approve(&id, &code).await.expect("approve");
-    let report = sync_task.sync().await.expect("sync");
-    assert!(report.became_trusted, "{report}");
+    let (approved, joined) = pair(&mut a, &mut sync_task).await;
+    approved.expect("approve");
+    joined.expect("join");
+    assert_eq!(
+        sync_task.status().expect("status").state,
+        DeviceState::Trusted
+    );
     assert_eq!(ui.status().expect("status").state, DeviceState::Trusted);
 
     ui.create_collection("shared", sealsync_client::Policy::Lww)
@@ -226,9 +232,13 @@ async fn a_handle_beside_the_cli_in_another_process_loses_nothing() {
     // opened while pending; the app's writes reach the account's other device through the
     // CLI's next sync.
     let server = TestServer::start().await;
-    let first = Replica::enroll(&server.home("first"), &server.bundle("acme"), opts("first"))
-        .await
-        .expect("enroll first");
+    let first = Replica::enroll(
+        &server.home("first"),
+        &server.bundle("acme"),
+        first_opts("first"),
+    )
+    .await
+    .expect("enroll first");
     let mut a = first.replica;
     let second = Replica::enroll(
         &server.home("second"),
@@ -237,11 +247,15 @@ async fn a_handle_beside_the_cli_in_another_process_loses_nothing() {
     )
     .await
     .expect("enroll second");
-    let code = second.approval_code.clone().expect("code");
     let mut app = second.replica;
-    a.approve(&second.device_id.to_string(), &code)
+    let approval = a
+        .begin_approval(
+            &second.device_id.to_string(),
+            std::time::Duration::from_secs(30),
+        )
         .await
-        .expect("approve");
+        .expect("begin approval");
+    let code = approval.code().to_string();
     let home = server.home("second");
     let home = home.to_str().expect("path").to_string();
     let cli = |args: &[&str]| {
@@ -256,8 +270,24 @@ async fn a_handle_beside_the_cli_in_another_process_loses_nothing() {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    // The CLI's sync opens the key envelope and stores the keys: trusted.
-    tokio::task::block_in_place(|| cli(&["sync"]));
+    // The CLI's join (another process) pairs, opens the key envelope and stores the keys:
+    // trusted.
+    let joined = tokio::task::spawn_blocking({
+        let home = home.clone();
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_sealsync"))
+                .args(["device", "--home", &home, "join", &code])
+                .output()
+                .expect("run sealsync join")
+        }
+    });
+    a.finish_approval(approval).await.expect("approve");
+    let out = joined.await.expect("join task");
+    assert!(
+        out.status.success(),
+        "sealsync join: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(app.status().expect("status").state, DeviceState::Trusted);
     app.put("from-app", "k", b"written by the app")
         .expect("put");

@@ -2,19 +2,107 @@
 
 use std::time::Duration;
 
+use sealsync_core::sign_enroll_request;
 use sealsync_crypto::{KxSecretKey, SigningKey};
-use sealsync_proto::{EnrollRequest, EnrollResponse};
+use sealsync_proto::{EnrollRequest, EnrollResponse, Message as _};
 
 use crate::kit::{Device, TestServer, generic_error, parse_bundle, post_enroll, tls_key_and_csr};
 
+/// A request for the first device of a new account, with a valid proof of possession.
 fn request(ticket: &[u8], sign: &SigningKey) -> EnrollRequest {
-    EnrollRequest {
+    let mut req = EnrollRequest {
         ticket: ticket.to_vec(),
         name: "dev".into(),
         csr_der: tls_key_and_csr().1,
         sign_pk: sign.verifying_key().to_bytes().to_vec(),
         kx_pk: KxSecretKey::generate().public_key().to_bytes().to_vec(),
+        new_account: true,
+        pop_signature: Vec::new(),
+    };
+    sign_enroll_request(sign, &mut req);
+    req
+}
+
+/// Whether the ticket is still unspent: a valid preview answers only for such a ticket.
+async fn ticket_unspent(server: &TestServer, ticket: &[u8]) -> bool {
+    let mut client = crate::kit::connect_enroll(server.addr, &server.ca_der()).await;
+    let req = sealsync_proto::EnrollPreviewRequest {
+        ticket: ticket.to_vec(),
+    };
+    let (status, _) = client
+        .request("POST", "/v1/enroll/preview", req.encode_to_vec())
+        .await
+        .unwrap();
+    status == 200
+}
+
+#[tokio::test]
+async fn the_ticket_is_checked_before_anything_is_issued() {
+    // BI-13, MS-10: a used ticket is refused (401) whatever the rest of the request holds,
+    // even a garbage CSR and no proof of possession: nothing is parsed or issued first.
+    let server = TestServer::start().await;
+    let bundle = server.bundle("acme");
+    let (status, _) = post_enroll(&server, &request(&bundle.ticket, &SigningKey::generate())).await;
+    assert_eq!(status, 200);
+    let mut r = request(&bundle.ticket, &SigningKey::generate());
+    r.csr_der = b"garbage".to_vec();
+    r.pop_signature.clear();
+    let (status, body) = post_enroll(&server, &r).await;
+    assert_eq!(status, 401);
+    assert_eq!(generic_error(&body).code, "unauthorized");
+    assert!(!ticket_unspent(&server, &bundle.ticket).await);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn forged_proof_of_possession_is_refused() {
+    // MS-10: the request must be signed by the signing key it enrolls, over every field.
+    let server = TestServer::start().await;
+    let bundle = server.bundle("acme");
+    let victim = SigningKey::generate();
+    let attacker = SigningKey::generate();
+    // Signed by another key than the one it names.
+    let mut r = request(&bundle.ticket, &attacker);
+    r.sign_pk = victim.verifying_key().to_bytes().to_vec();
+    let mut cases = vec![r];
+    // Signed correctly, then a field swapped (the kx key, the CSR, the account intent).
+    let mut r = request(&bundle.ticket, &victim);
+    r.kx_pk = KxSecretKey::generate().public_key().to_bytes().to_vec();
+    cases.push(r);
+    let mut r = request(&bundle.ticket, &victim);
+    r.csr_der = tls_key_and_csr().1;
+    cases.push(r);
+    let mut r = request(&bundle.ticket, &victim);
+    r.pop_signature.clear();
+    cases.push(r);
+    for (i, r) in cases.iter().enumerate() {
+        let (status, body) = post_enroll(&server, r).await;
+        assert_eq!(status, 400, "case {i}");
+        assert_eq!(generic_error(&body).code, "bad_request");
     }
+    assert!(ticket_unspent(&server, &bundle.ticket).await);
+    let (status, _) = post_enroll(&server, &request(&bundle.ticket, &victim)).await;
+    assert_eq!(status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn new_account_must_match_the_account_state_before_the_ticket_is_spent() {
+    // MS-09: no silent new account. An empty account refuses a device that expects to
+    // join one, and the ticket stays usable.
+    let server = TestServer::start().await;
+    let bundle = server.bundle("acme");
+    let sign = SigningKey::generate();
+    let mut r = request(&bundle.ticket, &sign);
+    r.new_account = false;
+    sign_enroll_request(&sign, &mut r);
+    let (status, body) = post_enroll(&server, &r).await;
+    assert_eq!(status, 409);
+    assert_eq!(generic_error(&body).code, "conflict");
+    assert!(ticket_unspent(&server, &bundle.ticket).await);
+    let (status, _) = post_enroll(&server, &request(&bundle.ticket, &sign)).await;
+    assert_eq!(status, 200);
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -76,10 +164,12 @@ async fn invalid_keys_names_and_csrs_are_refused_without_consuming_the_ticket() 
     bad.push(r);
     let mut r = request(&bundle.ticket, &sign);
     r.csr_der = b"not a csr".to_vec();
+    sign_enroll_request(&sign, &mut r); // a valid proof over a CSR that is not one
     bad.push(r);
     let mut r = request(&bundle.ticket, &sign);
     let last = r.csr_der.len() - 3;
     r.csr_der[last] ^= 1; // signature of the CSR broken
+    sign_enroll_request(&sign, &mut r);
     bad.push(r);
     for name in ["", "two\nlines", &"n".repeat(129)] {
         let mut r = request(&bundle.ticket, &sign);

@@ -151,14 +151,27 @@ impl Device {
         let sign = SigningKey::generate();
         let kx = KxSecretKey::generate();
         let (tls_key, csr) = tls_key_and_csr();
-        let req = sealsync_proto::EnrollRequest {
-            ticket: bundle.ticket,
-            name: name.into(),
-            csr_der: csr,
-            sign_pk: sign.verifying_key().to_bytes().to_vec(),
-            kx_pk: kx.public_key().to_bytes().to_vec(),
-        };
-        let (status, body) = post_enroll(server, &req).await;
+        // Into an existing account, or as the first device when the account has none (the
+        // server refuses the mismatch with 409 before spending the ticket).
+        let mut answer = None;
+        for new_account in [false, true] {
+            let mut req = sealsync_proto::EnrollRequest {
+                ticket: bundle.ticket.clone(),
+                name: name.into(),
+                csr_der: csr.clone(),
+                sign_pk: sign.verifying_key().to_bytes().to_vec(),
+                kx_pk: kx.public_key().to_bytes().to_vec(),
+                new_account,
+                pop_signature: Vec::new(),
+            };
+            sealsync_core::sign_enroll_request(&sign, &mut req);
+            let (status, body) = post_enroll(server, &req).await;
+            if status != 409 {
+                answer = Some((status, body));
+                break;
+            }
+        }
+        let (status, body) = answer.expect("enrollment answered");
         assert_ok(status, &body, "enroll");
         let enrolled: sealsync_proto::EnrollResponse = sealsync_proto::decode(&body).unwrap();
         let config = client_config(

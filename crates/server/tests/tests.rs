@@ -6,4 +6,5 @@ mod admin;
 mod api;
 mod enroll;
 mod kit;
+mod pairing;
 mod tls;

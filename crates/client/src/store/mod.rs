@@ -152,6 +152,9 @@ pub(crate) mod meta {
     pub(crate) const LAST_ERROR: &str = "last_error";
     /// When [`LAST_ERROR`] happened (u64be ms, local clock).
     pub(crate) const LAST_ERROR_AT: &str = "last_error_at";
+    /// Pending device: genesis, roster head and approver confirmed by a pairing MAC, not yet
+    /// completed (present = a sync finishes the pairing).
+    pub(crate) const PAIRING_CONFIRMED: &str = "pairing_confirmed";
 }
 
 /// One local collection.

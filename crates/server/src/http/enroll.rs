@@ -1,18 +1,24 @@
 //! `POST /v1/enroll`: a device redeems a one-time ticket for a client certificate.
 //!
-//! Served only on `sealsync-enroll` connections (no client certificate). The request's keys
-//! are validated (BI-06, BI-20), the device id is recomputed from `sign_pk` (the device
-//! cannot choose it), a certificate is issued from the CSR, and then one storage
-//! transaction consumes the ticket and inserts the device (single use, BI-13). Any ticket
-//! problem is one generic 401.
+//! Served only on `sealsync-enroll` connections (no client certificate). In order: the
+//! ticket must be known, unexpired and unused (any ticket problem is one generic 401,
+//! BI-13); the request's keys are validated (BI-06, BI-20) and the device id recomputed
+//! from `sign_pk` (the device cannot choose it); the request must carry a proof of
+//! possession (an Ed25519 signature by `sign_pk` over the ticket hash and every field) and
+//! a self-signed CSR; `new_account` must match whether the account has a roster (MS-09).
+//! Only then is a certificate issued, and one storage transaction consumes the ticket and
+//! inserts the device (single use). `POST /v1/enroll/preview` returns the genesis for a
+//! valid ticket without spending it.
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
 use http::HeaderMap;
-use sealsync_core::DeviceId;
+use sealsync_core::{DeviceId, verify_enroll_request};
 use sealsync_crypto::{KxPublicKey, VerifyingKey};
-use sealsync_proto::{EnrollRequest, EnrollResponse, SignedRosterEntry};
+use sealsync_proto::{
+    EnrollPreview, EnrollPreviewRequest, EnrollRequest, EnrollResponse, SignedRosterEntry,
+};
 
 use super::{ApiError, AppState, proto, read_small};
 use crate::datadir::now_ms;
@@ -39,18 +45,34 @@ pub(crate) fn decode_entries(
         .collect()
 }
 
+/// Checks a CSR's self-signature (x509-parser) before anything is issued from it.
+fn csr_self_signed(csr_der: &[u8]) -> bool {
+    use x509_parser::prelude::FromDer as _;
+    match x509_parser::certification_request::X509CertificationRequest::from_der(csr_der) {
+        Ok((rest, csr)) => rest.is_empty() && csr.verify_signature().is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// The ticket's account if it is unexpired and unused (BI-13: one generic 401 otherwise).
+async fn ticket_account(state: &AppState, ticket: &[u8]) -> Result<String, ApiError> {
+    if ticket.len() != 32 {
+        // BI-13: same answer as an unknown ticket.
+        return Err(ApiError::unauthorized(
+            "enrollment ticket has the wrong length",
+        ));
+    }
+    Ok(state.store.ticket_account(sha256(ticket), now_ms()).await?)
+}
+
 pub(super) async fn enroll(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let req: EnrollRequest = read_small(&headers, body, "enroll request").await?;
-    if req.ticket.len() != 32 {
-        // BI-13: same answer as an unknown ticket.
-        return Err(ApiError::unauthorized(
-            "enrollment ticket has the wrong length",
-        ));
-    }
+    // 1. The ticket, before anything else (nothing is issued for an unusable ticket).
+    let account = ticket_account(&state, &req.ticket).await?;
     if !valid_name(&req.name) {
         return Err(ApiError::bad_request("invalid device name"));
     }
@@ -59,7 +81,34 @@ pub(super) async fn enroll(
     let kx_pk = KxPublicKey::from_bytes(&req.kx_pk)
         .map_err(|_| ApiError::bad_request("invalid key-exchange key"))?;
     let device_id = DeviceId(sealsync_crypto::device_id(&sign_pk));
+    // 2. Proof of possession: the signing key signed the whole request, and the CSR is
+    //    signed by its own key.
+    if !verify_enroll_request(&sign_pk, &req) {
+        return Err(ApiError::bad_request(
+            "enrollment proof of possession does not verify",
+        ));
+    }
+    let csr = req.csr_der.clone();
+    if !tokio::task::spawn_blocking(move || csr_self_signed(&csr))
+        .await
+        .map_err(|e| ApiError::internal(format!("CSR check task failed: {e}")))?
+    {
+        return Err(ApiError::bad_request(
+            "certificate request signature invalid",
+        ));
+    }
+    // 3. No silent new account (MS-09): the device says whether it founds the account, and
+    //    a mismatch is refused before the ticket is spent.
+    let has_roster = !state.store.roster(account.clone(), 0).await?.is_empty();
+    if has_roster == req.new_account {
+        return Err(ApiError::conflict(if has_roster {
+            "new account requested but the account has devices"
+        } else {
+            "existing account expected but the account has no devices"
+        }));
+    }
 
+    // 4. The certificate, then one transaction that spends the ticket and adds the device.
     let ca = std::sync::Arc::clone(&state.ca);
     let csr = req.csr_der;
     let cn = device_id.to_string();
@@ -87,6 +136,23 @@ pub(super) async fn enroll(
         ca_der: state.ca.ca_der().to_vec(),
         roster: decode_entries(&rows)?,
         server_time_ms: now,
+    }))
+}
+
+/// `POST /v1/enroll/preview`: the account and its genesis for a valid ticket, which stays
+/// unspent (a device joining by recovery checks its secret against the genesis first).
+pub(super) async fn preview(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let req: EnrollPreviewRequest = read_small(&headers, body, "enroll preview").await?;
+    let account = ticket_account(&state, &req.ticket).await?;
+    let rows = state.store.roster(account.clone(), 0).await?;
+    let genesis = decode_entries(rows.get(..1).unwrap_or_default())?;
+    Ok(proto(&EnrollPreview {
+        account,
+        roster: genesis,
     }))
 }
 

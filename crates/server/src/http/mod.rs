@@ -2,7 +2,7 @@
 //! bounded body reading, protobuf responses, query parsing.
 //!
 //! Two routers: [`enroll_router`] for connections that negotiated `sealsync-enroll` (only
-//! `POST /v1/enroll`), [`device_router`] for mutual-TLS connections. On the latter, the TLS
+//! `POST /v1/enroll` and `POST /v1/enroll/preview`), [`device_router`] for mutual-TLS connections. On the latter, the TLS
 //! layer puts a [`PeerIdentity`] (device id from the certificate CN, SHA-256 of the
 //! certificate) in each request's extensions; the [`Caller`] extractor looks the device up
 //! on every request and requires it to be active and the certificate to be the one issued.
@@ -11,6 +11,7 @@ mod account;
 mod batches;
 mod enroll;
 mod error;
+mod pairing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -305,10 +306,11 @@ async fn device_method_not_allowed(_caller: Caller) -> ApiError {
     ApiError::method_not_allowed()
 }
 
-/// Router for `sealsync-enroll` connections: only `POST /v1/enroll`.
+/// Router for `sealsync-enroll` connections: only `POST /v1/enroll` and its preview.
 pub(crate) fn enroll_router(state: AppState) -> Router {
     Router::new()
         .route("/v1/enroll", post(enroll::enroll))
+        .route("/v1/enroll/preview", post(enroll::preview))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -337,6 +339,11 @@ pub(crate) fn device_router(state: AppState) -> Router {
         )
         .route("/v1/batches", get(batches::pull).post(batches::push))
         .route("/v1/chain", get(batches::chain_head))
+        .route("/v1/pairing", get(pairing::get))
+        .route("/v1/pairing/start", post(pairing::start))
+        .route("/v1/pairing/reply", post(pairing::reply))
+        .route("/v1/pairing/confirm", post(pairing::confirm))
+        .route("/v1/pairing/abort", post(pairing::abort))
         .fallback(device_not_found)
         .method_not_allowed_fallback(device_method_not_allowed)
         .with_state(state)

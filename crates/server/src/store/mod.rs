@@ -15,6 +15,7 @@
 //! transaction: the one verification path shared with devices.
 
 mod log;
+mod pairing;
 mod schema;
 mod sqlite;
 #[cfg(test)]
@@ -234,6 +235,42 @@ pub struct PullPage {
     pub more: bool,
 }
 
+/// A pairing attempt to open (see `docs/protocol.md`, "Pairing").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPairing {
+    /// Account of both devices.
+    pub account: String,
+    /// The new device.
+    pub device: DeviceId,
+    /// Attempt id chosen by the approver.
+    pub attempt_id: [u8; 16],
+    /// The approving device (the caller).
+    pub approver: DeviceId,
+    /// The encoded `PairingStart`.
+    pub start: Vec<u8>,
+    /// Creation time, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// The attempt is closed at or after this time.
+    pub expires_ms: u64,
+}
+
+/// The current pairing attempt of a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairingRow {
+    /// Attempt id.
+    pub attempt_id: [u8; 16],
+    /// The approving device.
+    pub approver: DeviceId,
+    /// Encoded `PairingStart`.
+    pub start: Vec<u8>,
+    /// Encoded `PairingReply`, once the new device answered.
+    pub reply: Option<Vec<u8>>,
+    /// Encoded `PairingConfirm`, once the approver confirmed.
+    pub confirm: Option<Vec<u8>>,
+    /// Whether either side aborted the attempt.
+    pub aborted: bool,
+}
+
 /// Storage of the server. See the module documentation for the design.
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Stores a new enrollment ticket.
@@ -316,4 +353,51 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: usize,
         max_bytes: usize,
     ) -> StoreFuture<'_, PullPage>;
+
+    /// The account of an unexpired, unused ticket, changing nothing. Errors:
+    /// [`StoreError::TicketInvalid`].
+    fn ticket_account(&self, ticket_hash: [u8; 32], now_ms: u64) -> StoreFuture<'_, String>;
+
+    /// Opens a pairing attempt for (account, device), replacing any earlier one.
+    fn pairing_start(&self, pairing: NewPairing) -> StoreFuture<'_, ()>;
+
+    /// The attempt for (account, device), unless there is none or it expired at `now_ms`.
+    fn pairing(
+        &self,
+        account: String,
+        device: DeviceId,
+        now_ms: u64,
+    ) -> StoreFuture<'_, Option<PairingRow>>;
+
+    /// Stores the one reply of attempt `attempt_id`: [`StoreError::Conflict`] when the
+    /// attempt is not the current one, already has a reply, was aborted or expired.
+    fn pairing_reply(
+        &self,
+        account: String,
+        device: DeviceId,
+        attempt_id: [u8; 16],
+        reply: Vec<u8>,
+        now_ms: u64,
+    ) -> StoreFuture<'_, ()>;
+
+    /// Stores the approver's confirmation of attempt `attempt_id`, which must be current,
+    /// opened by `approver`, answered, not aborted, unexpired and not yet confirmed (else
+    /// [`StoreError::Conflict`]).
+    fn pairing_confirm(
+        &self,
+        account: String,
+        device: DeviceId,
+        attempt_id: [u8; 16],
+        approver: DeviceId,
+        confirm: Vec<u8>,
+        now_ms: u64,
+    ) -> StoreFuture<'_, ()>;
+
+    /// Marks attempt `attempt_id` aborted (no-op when it is not the current one).
+    fn pairing_abort(
+        &self,
+        account: String,
+        device: DeviceId,
+        attempt_id: [u8; 16],
+    ) -> StoreFuture<'_, ()>;
 }

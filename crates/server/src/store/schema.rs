@@ -87,6 +87,22 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account, cid, device_id)
     );
     ",
+    // 2: pairing mailboxes, one open attempt per (account, new device).
+    "
+    CREATE TABLE pairings (
+        account    TEXT NOT NULL,
+        device_id  BLOB NOT NULL,
+        attempt_id BLOB NOT NULL,
+        approver   BLOB NOT NULL,
+        start      BLOB NOT NULL,
+        reply      BLOB,
+        confirm    BLOB,
+        aborted    INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        PRIMARY KEY (account, device_id)
+    );
+    ",
 ];
 
 /// The schema version this binary writes.

@@ -14,8 +14,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension as _, Row, Transaction, 
 use sealsync_core::{CollectionId, DeviceId};
 
 use super::{
-    AdmissionState, DeviceRecord, NewCollection, NewDevice, NewEnvelope, NewTicket, PullPage,
-    PushItem, PushOutcome, RosterRow, Store, StoreError, StoreFuture, Written, log, schema,
+    AdmissionState, DeviceRecord, NewCollection, NewDevice, NewEnvelope, NewPairing, NewTicket,
+    PairingRow, PullPage, PushItem, PushOutcome, RosterRow, Store, StoreError, StoreFuture,
+    Written, log, pairing, schema,
 };
 
 /// Reader connections kept open for reuse.
@@ -487,5 +488,60 @@ impl Store for SqliteStore {
         max_bytes: usize,
     ) -> StoreFuture<'_, PullPage> {
         self.run(move |db| db.read(|c| log::pull(c, &account, collection, after, limit, max_bytes)))
+    }
+
+    fn ticket_account(&self, ticket_hash: [u8; 32], now_ms: u64) -> StoreFuture<'_, String> {
+        self.run(move |db| db.read(|c| pairing::ticket_account(c, ticket_hash, now_ms)))
+    }
+
+    fn pairing_start(&self, p: NewPairing) -> StoreFuture<'_, ()> {
+        self.run(move |db| db.write(|tx| pairing::start(tx, &p)))
+    }
+
+    fn pairing(
+        &self,
+        account: String,
+        device: DeviceId,
+        now_ms: u64,
+    ) -> StoreFuture<'_, Option<PairingRow>> {
+        self.run(move |db| db.read(|c| pairing::get(c, &account, device, now_ms)))
+    }
+
+    fn pairing_reply(
+        &self,
+        account: String,
+        device: DeviceId,
+        attempt_id: [u8; 16],
+        reply: Vec<u8>,
+        now_ms: u64,
+    ) -> StoreFuture<'_, ()> {
+        self.run(move |db| {
+            db.write(|tx| pairing::reply(tx, &account, device, attempt_id, &reply, now_ms))
+        })
+    }
+
+    fn pairing_confirm(
+        &self,
+        account: String,
+        device: DeviceId,
+        attempt_id: [u8; 16],
+        approver: DeviceId,
+        confirm: Vec<u8>,
+        now_ms: u64,
+    ) -> StoreFuture<'_, ()> {
+        self.run(move |db| {
+            db.write(|tx| {
+                pairing::confirm(tx, &account, device, attempt_id, approver, &confirm, now_ms)
+            })
+        })
+    }
+
+    fn pairing_abort(
+        &self,
+        account: String,
+        device: DeviceId,
+        attempt_id: [u8; 16],
+    ) -> StoreFuture<'_, ()> {
+        self.run(move |db| db.write(|tx| pairing::abort(tx, &account, device, attempt_id)))
     }
 }

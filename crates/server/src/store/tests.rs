@@ -511,3 +511,138 @@ fn database_is_wal_with_full_sync_and_survives_reopen() {
     assert_eq!(sync, 2, "synchronous must be FULL");
     assert!(s.sample_batch_blocking().unwrap().is_none());
 }
+
+fn pairing(attempt: u8, approver: u8, expires_ms: u64) -> NewPairing {
+    NewPairing {
+        account: ACCOUNT.into(),
+        device: DeviceId([9; 16]),
+        attempt_id: [attempt; 16],
+        approver: DeviceId([approver; 16]),
+        start: vec![attempt; 4],
+        created_ms: now(),
+        expires_ms,
+    }
+}
+
+#[tokio::test]
+async fn a_pairing_attempt_takes_one_reply() {
+    // MS-10: one online guess of the code per attempt.
+    let (_d, s) = store();
+    let dev = DeviceId([9; 16]);
+    let far = now() + 60_000;
+    s.pairing_start(pairing(1, 2, far)).await.unwrap();
+    // A confirmation before any reply is refused.
+    assert!(matches!(
+        s.pairing_confirm(
+            ACCOUNT.into(),
+            dev,
+            [1; 16],
+            DeviceId([2; 16]),
+            vec![3],
+            now()
+        )
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.pairing_reply(ACCOUNT.into(), dev, [1; 16], vec![5], now())
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.pairing_reply(ACCOUNT.into(), dev, [1; 16], vec![6], now())
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Only the approver of the attempt confirms it, once.
+    assert!(
+        s.pairing_confirm(
+            ACCOUNT.into(),
+            dev,
+            [1; 16],
+            DeviceId([7; 16]),
+            vec![3],
+            now()
+        )
+        .await
+        .is_err()
+    );
+    s.pairing_confirm(
+        ACCOUNT.into(),
+        dev,
+        [1; 16],
+        DeviceId([2; 16]),
+        vec![3],
+        now(),
+    )
+    .await
+    .unwrap();
+    let row = s
+        .pairing(ACCOUNT.into(), dev, now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.reply, Some(vec![5]));
+    assert_eq!(row.confirm, Some(vec![3]));
+    assert!(!row.aborted);
+}
+
+#[tokio::test]
+async fn aborted_replaced_and_expired_attempts_take_nothing() {
+    let (_d, s) = store();
+    let dev = DeviceId([9; 16]);
+    let far = now() + 60_000;
+    s.pairing_start(pairing(1, 2, far)).await.unwrap();
+    s.pairing_abort(ACCOUNT.into(), dev, [1; 16]).await.unwrap();
+    assert!(
+        s.pairing(ACCOUNT.into(), dev, now())
+            .await
+            .unwrap()
+            .unwrap()
+            .aborted
+    );
+    assert!(
+        s.pairing_reply(ACCOUNT.into(), dev, [1; 16], vec![5], now())
+            .await
+            .is_err()
+    );
+    // A new start replaces the attempt: the old id is dead, the new one is open.
+    s.pairing_start(pairing(2, 2, far)).await.unwrap();
+    assert!(
+        s.pairing_reply(ACCOUNT.into(), dev, [1; 16], vec![5], now())
+            .await
+            .is_err()
+    );
+    s.pairing_reply(ACCOUNT.into(), dev, [2; 16], vec![5], now())
+        .await
+        .unwrap();
+    // Expired: invisible and closed.
+    s.pairing_start(pairing(3, 2, now())).await.unwrap();
+    assert!(
+        s.pairing(ACCOUNT.into(), dev, now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.pairing_reply(ACCOUNT.into(), dev, [3; 16], vec![5], now())
+            .await
+            .is_err()
+    );
+    // Another account sees nothing.
+    assert!(s.pairing("globex".into(), dev, 0).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn ticket_account_checks_without_spending() {
+    let (_d, s) = store();
+    let hash = ticket(&s, 4, ACCOUNT, now() + 60_000);
+    assert_eq!(s.ticket_account(hash, now()).await.unwrap(), ACCOUNT);
+    assert_eq!(s.ticket_account(hash, now()).await.unwrap(), ACCOUNT);
+    s.enroll(hash, now(), device(1)).await.unwrap();
+    assert!(matches!(
+        s.ticket_account(hash, now()).await,
+        Err(StoreError::TicketInvalid)
+    ));
+    let expired = ticket(&s, 5, ACCOUNT, now());
+    assert!(s.ticket_account(expired, now()).await.is_err());
+    assert!(s.ticket_account([6; 32], now()).await.is_err());
+}

@@ -367,7 +367,7 @@ impl World {
         for batches in &self.sealed {
             let mut chain = ChainState::default();
             for s in batches {
-                let vh = verify_batch(s, |d| r.roster.member(d).map(|m| m.sign_pk))
+                let vh = verify_batch(s, |d| r.trusted_roster().ok()?.member(d).map(|m| m.sign_pk))
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 let muts = open_batch_with_keys(&vh, s, keys, &chain)
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;

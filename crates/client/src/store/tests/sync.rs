@@ -136,7 +136,7 @@ fn foreign_batch(
     key: &str,
     ms: u64,
 ) -> sealsync_core::SealedBatch {
-    let head = r.roster.head_hash();
+    let head = r.roster.as_ref().unwrap().head_hash();
     headed_batch(r, signing, name, (seq, prev), key, ms, head)
 }
 
@@ -289,13 +289,13 @@ fn batch_with_a_roster_head_unknown_here_is_refused() {
             2,
         )
     };
-    let add_b = add(&r.roster, &b);
-    r.roster.apply(&add_b).unwrap();
-    let mut authors = r.roster.clone();
+    let add_b = add(r.roster.as_ref().unwrap(), &b);
+    r.roster.as_mut().unwrap().apply(&add_b).unwrap();
+    let mut authors = r.roster.clone().unwrap();
     let add_c = add(&authors, &c);
     authors.apply(&add_c).unwrap();
     let hidden = authors.head_hash();
-    let genesis = r.roster.genesis_hash();
+    let genesis = r.roster.as_ref().unwrap().genesis_hash();
     let root = r.state_root().unwrap();
 
     for head in [hidden, [0; 32]] {
@@ -327,7 +327,7 @@ fn batch_with_a_roster_head_unknown_here_is_refused() {
     // is accepted; older heads (the genesis) always are.
     let first = headed_batch(&r, &b, "notes", (1, [0; 32]), "x", 10, genesis);
     let second = headed_batch(&r, &b, "notes", (2, first.hash), "z", 11, hidden);
-    r.roster.apply(&add_c).unwrap();
+    r.roster.as_mut().unwrap().apply(&add_c).unwrap();
     let page = verify(&r, "notes", &entries(&[&first.sealed, &second.sealed])).unwrap();
     assert_eq!(page.len(), 2);
     apply(&mut r, "notes", page);
@@ -346,7 +346,8 @@ fn forged_check() -> &'static str {
 fn futures_are_send(a: &mut Replica, b: &mut Replica, c: &mut Replica) {
     fn is_send<T: Send>(_: &T) {}
     is_send(&a.sync());
-    is_send(&b.approve("", ""));
+    is_send(&b.begin_approval("", std::time::Duration::ZERO));
+    is_send(&b.join("", std::time::Duration::ZERO));
     is_send(&c.pending_devices());
     is_send(&Replica::enroll(
         std::path::Path::new(""),
