@@ -10,10 +10,12 @@
 //! [`Server`] (serve). The wire protocol is `docs/protocol.md`.
 #![forbid(unsafe_code)]
 
+mod conns;
 mod datadir;
 mod error;
 mod http;
 pub mod inspect;
+mod lograte;
 mod pki;
 mod server;
 pub mod store;
