@@ -7,6 +7,7 @@ mod cli;
 mod clock;
 mod crash;
 mod e2e;
+mod flood;
 mod kit;
 mod refusals;
 mod rollback;
