@@ -11,4 +11,5 @@ mod flood;
 mod kit;
 mod refusals;
 mod rollback;
+mod server_cli;
 mod tampering;

@@ -230,8 +230,8 @@ impl Slots {
         } else if inner.unauth.len() >= self.limits.unauthenticated {
             let busiest = inner
                 .by_addr
-                .iter()
-                .filter_map(|(_, ids)| ids.first().map(|first| (ids.len(), *first)))
+                .values()
+                .filter_map(|ids| ids.first().map(|first| (ids.len(), *first)))
                 // Most connections first; among equals, the oldest.
                 .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
                 .map(|(_, oldest)| oldest);
