@@ -45,9 +45,10 @@ pub(crate) enum ServerCommand {
         /// Directory made by `sealsync server init`.
         #[arg(long)]
         data: PathBuf,
-        /// Address and port to listen on.
-        #[arg(long, default_value = "127.0.0.1:8443")]
-        listen: SocketAddr,
+        /// Address and port to listen on (default: the port of the URL given at init; on
+        /// that address if it is loopback, else on all interfaces).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
     },
 }
 

@@ -9,12 +9,23 @@ pub(crate) fn server(cmd: ServerCommand) -> anyhow::Result<()> {
         ServerCommand::Init { data, url } => {
             sealsync_server::init(&data, &url)
                 .with_context(|| format!("cannot initialise server in {}", data.display()))?;
+            let listen = sealsync_server::default_listen(&data)
+                .with_context(|| format!("cannot read the server in {}", data.display()))?;
             println!("initialised server in {} for {url}", data.display());
-            println!("next: sealsync server run --data {}", data.display());
+            println!(
+                "next: sealsync server run --data {}   (listens on {listen} and stays in the \
+                 foreground: use another terminal, or add &)",
+                data.display()
+            );
             Ok(())
         }
         ServerCommand::Run { data, listen } => {
             init_logging();
+            let listen = match listen {
+                Some(l) => l,
+                None => sealsync_server::default_listen(&data)
+                    .with_context(|| format!("cannot start server from {}", data.display()))?,
+            };
             let rt = crate::runtime()?;
             rt.block_on(async move {
                 let server = sealsync_server::Server::bind(&data, listen)

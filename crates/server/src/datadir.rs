@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::io::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
@@ -145,6 +145,28 @@ impl UrlHost {
 
 /// Checks that `url` is `https://HOST[:PORT][/]` and returns its host.
 pub(crate) fn parse_url(url: &str) -> Result<UrlHost, ServerError> {
+    parse_url_with_port(url).map(|(host, _)| host)
+}
+
+/// The address `server run` listens on by default for the URL recorded at `init`: the
+/// URL's port (443 when it names none); on the URL's address when that is a loopback IP,
+/// on `127.0.0.1` for `localhost`, else on every interface (`0.0.0.0`, or `[::]` for an
+/// IPv6 URL), since a public name or address often is not bound on the host itself.
+pub(crate) fn default_listen(url: &str) -> Result<SocketAddr, ServerError> {
+    let (host, port) = parse_url_with_port(url)?;
+    let port = port.unwrap_or(443);
+    let ip = match host {
+        UrlHost::Ip(ip) if ip.is_loopback() => ip,
+        UrlHost::Ip(IpAddr::V6(_)) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        UrlHost::Ip(IpAddr::V4(_)) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        UrlHost::Dns(name) if name == "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        UrlHost::Dns(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Checks that `url` is `https://HOST[:PORT][/]` and returns its host and port.
+fn parse_url_with_port(url: &str) -> Result<(UrlHost, Option<u16>), ServerError> {
     let bad = || ServerError::InvalidUrl(url.to_string());
     let rest = url.strip_prefix("https://").ok_or_else(bad)?;
     let authority = rest.strip_suffix('/').unwrap_or(rest);
@@ -165,17 +187,18 @@ pub(crate) fn parse_url(url: &str) -> Result<UrlHost, ServerError> {
             None => (authority, None),
         }
     };
-    if let Some(p) = port {
-        match p.parse::<u16>() {
-            Ok(n) if n != 0 => {}
+    let port = match port {
+        None => None,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n != 0 => Some(n),
             _ => return Err(bad()),
-        }
-    }
+        },
+    };
     if let Ok(ip) = host.parse::<IpAddr>() {
         if authority.starts_with('[') != ip.is_ipv6() {
             return Err(bad());
         }
-        return Ok(UrlHost::Ip(ip));
+        return Ok((UrlHost::Ip(ip), port));
     }
     let valid_label = |l: &str| {
         !l.is_empty()
@@ -187,7 +210,7 @@ pub(crate) fn parse_url(url: &str) -> Result<UrlHost, ServerError> {
     if host.len() > 253 || !host.split('.').all(valid_label) {
         return Err(bad());
     }
-    Ok(UrlHost::Dns(host.to_ascii_lowercase()))
+    Ok((UrlHost::Dns(host.to_ascii_lowercase()), port))
 }
 
 /// Milliseconds since the Unix epoch (0 if the clock is before 1970).
@@ -245,6 +268,20 @@ mod tests {
         ] {
             assert!(parse_url(bad).is_err(), "{bad} should be refused");
         }
+    }
+
+    #[test]
+    fn default_listen_follows_the_url() {
+        let l = |u: &str| default_listen(u).unwrap().to_string();
+        assert_eq!(l("https://127.0.0.1:9555"), "127.0.0.1:9555");
+        assert_eq!(l("https://127.0.0.2:9555/"), "127.0.0.2:9555");
+        assert_eq!(l("https://[::1]:9555"), "[::1]:9555");
+        assert_eq!(l("https://localhost:9555"), "127.0.0.1:9555");
+        assert_eq!(l("https://sync.example.com:9555"), "0.0.0.0:9555");
+        assert_eq!(l("https://sync.example.com"), "0.0.0.0:443");
+        assert_eq!(l("https://203.0.113.5:8000"), "0.0.0.0:8000");
+        assert_eq!(l("https://[2001:db8::5]:8000"), "[::]:8000");
+        assert!(default_listen("https://host:0").is_err());
     }
 
     #[test]

@@ -10,16 +10,19 @@
 //! [`Server`] (serve). The wire protocol is `docs/protocol.md`.
 #![forbid(unsafe_code)]
 
+mod conns;
 mod datadir;
 mod error;
 mod http;
 pub mod inspect;
+mod lograte;
 mod pki;
 mod roster;
 mod server;
 pub mod store;
 mod tls;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -89,6 +92,16 @@ pub fn init(data_dir: &Path, url: &str) -> Result<InitReport, ServerError> {
         url: url.to_string(),
         ca_pin: pki::ca_pin(&ca.cert_der),
     })
+}
+
+/// The address `server run` listens on when given none, from the URL recorded at [`init`]
+/// in `data_dir`: that URL's port (443 if it names none), on its address when that is a
+/// loopback IP, on `127.0.0.1` for `localhost`, else on every interface (`0.0.0.0`, or
+/// `[::]` for an IPv6 URL).
+pub fn default_listen(data_dir: &Path) -> Result<SocketAddr, ServerError> {
+    let dir = DataDir::new(data_dir);
+    dir.require_initialised()?;
+    datadir::default_listen(&dir.config()?.url)
 }
 
 /// Checks an account name: 1 to 128 bytes, no control characters.

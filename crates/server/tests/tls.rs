@@ -1,11 +1,14 @@
-//! The TLS configuration as a client sees it: modes chosen by ALPN, client certificates
-//! required on `h2`, TLS 1.3 only, the chain served for pinning, and a slow client not
-//! holding up others.
+//! The TLS configuration as a client sees it: modes chosen by ALPN (no ALPN means mutual
+//! TLS), client certificates required on `h2`, TLS 1.3 only, the pinned key-exchange
+//! groups, the chain served for pinning, and a slow client not holding up others.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 use sealsync_proto::{ALPN_ENROLL, ALPN_H2};
+use tokio::io::AsyncReadExt as _;
 
 use crate::kit::{
     Device, H2, TLS13, TestServer, client_config, generic_error, key_der, tls_connect,
@@ -13,7 +16,7 @@ use crate::kit::{
 
 /// A connection that must not reach HTTP: the handshake or the first exchange fails, and
 /// no HTTP status ever comes back.
-async fn assert_no_http(server: &TestServer, config: std::sync::Arc<rustls::ClientConfig>) {
+async fn assert_no_http(server: &TestServer, config: Arc<rustls::ClientConfig>) {
     let outcome = async {
         let tls = tls_connect(server.addr, config)
             .await
@@ -86,11 +89,11 @@ async fn certificate_from_another_ca_or_self_signed_is_refused() {
 }
 
 #[tokio::test]
-async fn tls12_only_client_is_refused_on_both_modes() {
+async fn tls12_only_client_is_refused_on_both_modes_and_without_alpn() {
     // NA-07
     let server = TestServer::start().await;
-    for alpn in [ALPN_H2, ALPN_ENROLL] {
-        let config = client_config(&server.ca_der(), None, &[alpn], &[&rustls::version::TLS12]);
+    for alpn in [&[ALPN_H2][..], &[ALPN_ENROLL][..], &[][..]] {
+        let config = client_config(&server.ca_der(), None, alpn, &[&rustls::version::TLS12]);
         let r = tokio::time::timeout(Duration::from_secs(10), tls_connect(server.addr, config))
             .await
             .unwrap();
@@ -99,15 +102,150 @@ async fn tls12_only_client_is_refused_on_both_modes() {
     server.stop().await;
 }
 
+/// A client certificate resolver that has none, and records whether the server asked.
+#[derive(Debug, Default)]
+struct NoCertButRecord(AtomicBool);
+
+impl rustls::client::ResolvesClientCert for NoCertButRecord {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.0.store(true, Ordering::SeqCst);
+        None
+    }
+
+    fn has_certs(&self) -> bool {
+        false
+    }
+}
+
+/// The rustls error inside an I/O error from a TLS stream, if any.
+fn tls_error(e: &std::io::Error) -> Option<&rustls::Error> {
+    e.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
 #[tokio::test]
-async fn missing_or_unknown_alpn_is_dropped() {
+async fn client_without_alpn_gets_the_mutual_tls_handshake_up_to_the_certificate_request() {
+    // NA-07, NA-01: a scanner offering no ALPN sees TLS 1.3 and the certificate request,
+    // then the standard certificate_required alert, not a bare EOF.
     let server = TestServer::start().await;
-    for alpn in [&[][..], &[&b"http/1.1"[..]][..]] {
-        let config = client_config(&server.ca_der(), None, alpn, TLS13);
-        let r = tokio::time::timeout(Duration::from_secs(10), tls_connect(server.addr, config))
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server.ca_der()).unwrap();
+    let asked = Arc::new(NoCertButRecord::default());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(TLS13)
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_cert_resolver(asked.clone());
+    let mut tls = tokio::time::timeout(
+        Duration::from_secs(10),
+        tls_connect(server.addr, Arc::new(config)),
+    )
+    .await
+    .unwrap()
+    .expect("the handshake ended before the client's Finished");
+    assert!(
+        asked.0.load(Ordering::SeqCst),
+        "no CertificateRequest reached the client"
+    );
+    let conn = tls.get_ref().1;
+    assert_eq!(
+        conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    assert_eq!(conn.alpn_protocol(), None);
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+        .await
+        .unwrap();
+    let err = read.expect_err("the server served a client without a certificate");
+    assert!(
+        matches!(
+            tls_error(&err),
+            Some(rustls::Error::AlertReceived(
+                rustls::AlertDescription::CertificateRequired
+            ))
+        ),
+        "expected the certificate_required alert, got {err:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_alpn_gets_the_no_application_protocol_alert() {
+    // NA-07: an offer of only foreign protocols is refused with the standard alert.
+    let server = TestServer::start().await;
+    let config = client_config(&server.ca_der(), None, &[&b"http/1.1"[..]], TLS13);
+    let r = tokio::time::timeout(Duration::from_secs(10), tls_connect(server.addr, config))
+        .await
+        .unwrap();
+    let err = r.expect_err("handshake without an acceptable ALPN succeeded");
+    assert!(
+        matches!(
+            tls_error(&err),
+            Some(rustls::Error::AlertReceived(
+                rustls::AlertDescription::NoApplicationProtocol
+            ))
+        ),
+        "expected the no_application_protocol alert, got {err:?}"
+    );
+    server.stop().await;
+}
+
+/// A client configuration offering only the key-exchange groups `groups`.
+fn client_with_groups(
+    server: &TestServer,
+    groups: &[&'static dyn rustls::crypto::SupportedKxGroup],
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server.ca_der()).unwrap();
+    let provider = rustls::crypto::CryptoProvider {
+        kx_groups: groups.to_vec(),
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(TLS13)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN_ENROLL.to_vec()];
+    Arc::new(config)
+}
+
+#[tokio::test]
+async fn the_hybrid_post_quantum_group_is_negotiated_and_only_x25519_is_a_fallback() {
+    // NA-07: X25519MLKEM768 is negotiated with a client preferring it (the order of
+    // rustls' defaults, NIST curves included); X25519 alone still works as a fallback; the
+    // NIST curves alone are not accepted.
+    use rustls::crypto::aws_lc_rs::kx_group;
+    let server = TestServer::start().await;
+    let everything = [
+        kx_group::X25519MLKEM768,
+        kx_group::X25519,
+        kx_group::SECP256R1,
+        kx_group::SECP384R1,
+    ];
+    for (offer, expected) in [
+        (&everything[..], rustls::NamedGroup::X25519MLKEM768),
+        (
+            &[kx_group::X25519MLKEM768][..],
+            rustls::NamedGroup::X25519MLKEM768,
+        ),
+        (&[kx_group::X25519][..], rustls::NamedGroup::X25519),
+    ] {
+        let tls = tls_connect(server.addr, client_with_groups(&server, offer))
             .await
             .unwrap();
-        assert!(r.is_err(), "handshake without an acceptable ALPN succeeded");
+        let group = tls.get_ref().1.negotiated_key_exchange_group().unwrap();
+        assert_eq!(group.name(), expected);
+    }
+    for nist in [kx_group::SECP256R1, kx_group::SECP384R1] {
+        let r = tls_connect(server.addr, client_with_groups(&server, &[nist])).await;
+        assert!(r.is_err(), "a NIST-curve-only client was accepted");
     }
     server.stop().await;
 }

@@ -10,21 +10,36 @@
 //!   certificate the server issued.
 //!
 //! Both modes use TLS 1.3 only with the aws-lc-rs provider, and never send early data
-//! (0-RTT is off by default in rustls and never enabled here: NA-13).
+//! (0-RTT is off by default in rustls and never enabled here: NA-13). The key-exchange
+//! groups are pinned to [`KX_GROUPS`]: the post-quantum hybrid X25519MLKEM768 first.
 
 use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
+use rustls::crypto::{CryptoProvider, SupportedKxGroup, aws_lc_rs};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::error::ClientError;
 
-/// The crypto provider every Sealsync client connection uses.
+/// The key-exchange groups offered, in preference order: X25519MLKEM768 (hybrid
+/// X25519 + ML-KEM-768, against recorded traffic being decrypted later by a quantum
+/// computer), then X25519 so that a compatible server without ML-KEM still works. The
+/// fallback gives a network attacker nothing: the server picks from this offer and TLS 1.3
+/// signs the transcript, so stripping the hybrid from the offer breaks the handshake.
+pub(crate) static KX_GROUPS: &[&dyn SupportedKxGroup] = &[
+    aws_lc_rs::kx_group::X25519MLKEM768,
+    aws_lc_rs::kx_group::X25519,
+];
+
+/// The crypto provider every Sealsync client connection uses: aws-lc-rs with the
+/// key-exchange groups pinned to [`KX_GROUPS`].
 pub(crate) fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    Arc::new(CryptoProvider {
+        kx_groups: KX_GROUPS.to_vec(),
+        ..aws_lc_rs::default_provider()
+    })
 }
 
 /// Builds the configuration for the enrollment handshake: pin check, no client certificate,
@@ -143,5 +158,46 @@ impl ServerCertVerifier for PinnedCaVerifier {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+    use rustls::pki_types::pem::PemObject as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_hybrid_post_quantum_group_is_negotiated_with_the_real_server() {
+        // NA-07: a real handshake of this client configuration with a real server settles
+        // on X25519MLKEM768, the first pinned group.
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("server");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        sealsync_server::init(&data, &format!("https://{addr}")).unwrap();
+        let server = sealsync_server::Server::from_listener(&data, listener)
+            .await
+            .unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        let ca = CertificateDer::from_pem_file(data.join("ca.pem")).unwrap();
+        let config = enroll_config(sealsync_crypto::sha256(ca.as_ref())).unwrap();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::IpAddress(addr.ip().into());
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let group = tls.get_ref().1.negotiated_key_exchange_group().unwrap();
+        assert_eq!(group.name(), rustls::NamedGroup::X25519MLKEM768);
+        assert_eq!(KX_GROUPS[0].name(), rustls::NamedGroup::X25519MLKEM768);
+        drop(tls);
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
     }
 }

@@ -2,7 +2,11 @@
 //! details in the server log under the same fresh random `error_id`.
 //!
 //! Details are written by the handlers and name the failed check only; they never contain
-//! payloads, tickets, keys or record data.
+//! payloads, tickets, keys or record data. Each line is written inside the connection's span,
+//! which names the peer address and, on mutual TLS, the device id. Refusals (4xx) are
+//! something any peer can cause at will, so their lines are rate limited: at most
+//! [`REFUSAL_LOG_BURST`] per second, the next line written counting the ones dropped
+//! (`suppressed`). Server faults (5xx) are always written.
 
 use std::borrow::Cow;
 
@@ -10,7 +14,14 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use sealsync_proto::ErrorResponse;
 
+use crate::lograte::LogLimit;
 use crate::store::StoreError;
+
+/// Refusal lines written per second at most.
+pub(crate) const REFUSAL_LOG_BURST: u32 = 20;
+
+/// The limit of refusal lines.
+static REFUSAL_LOG: LogLimit = LogLimit::new(REFUSAL_LOG_BURST, std::time::Duration::from_secs(1));
 
 /// A refused or failed request.
 #[derive(Debug)]
@@ -133,8 +144,8 @@ impl IntoResponse for ApiError {
         let error_id = uuid::Uuid::new_v4().simple().to_string();
         if self.status.is_server_error() {
             tracing::error!(error_id = %error_id, status = self.status.as_u16(), code = self.code, detail = %self.detail, "request failed");
-        } else {
-            tracing::warn!(error_id = %error_id, status = self.status.as_u16(), code = self.code, detail = %self.detail, "request refused");
+        } else if let Some(suppressed) = REFUSAL_LOG.allow() {
+            tracing::warn!(error_id = %error_id, status = self.status.as_u16(), code = self.code, detail = %self.detail, suppressed, "request refused");
         }
         let body = ErrorResponse {
             code: self.code.to_string(),
