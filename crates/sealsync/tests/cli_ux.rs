@@ -26,6 +26,7 @@ fn one_device() -> (tempfile::TempDir, crate::cli::ServerProcess, String, String
         bundle.trim(),
         "--name",
         "dev",
+        "--new-account",
     ]);
     (tmp, server, data, home)
 }

@@ -29,7 +29,7 @@ use sealsync_client::{DeviceState, Replica};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinSet;
 
-use crate::kit::{TLS13, TestServer, client_config, opts};
+use crate::kit::{TLS13, TestServer, client_config, first_opts, opts};
 
 /// Connections in one flood (the old server-wide limit).
 const FLOOD: usize = 1024;
@@ -122,9 +122,13 @@ async fn open_one(
 
 /// A trusted device (the account's first) with a record waiting to be pushed.
 async fn trusted_device(server: &TestServer) -> Replica {
-    let first = Replica::enroll(&server.home("first"), &server.bundle("acme"), opts("first"))
-        .await
-        .expect("enroll the first device");
+    let first = Replica::enroll(
+        &server.home("first"),
+        &server.bundle("acme"),
+        first_opts("first"),
+    )
+    .await
+    .expect("enroll the first device");
     assert_eq!(first.state, DeviceState::Trusted);
     let mut replica = first.replica;
     replica.sync().await.expect("sync before the flood");
