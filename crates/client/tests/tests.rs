@@ -197,7 +197,8 @@ async fn first_pinned_descriptor_decides_the_policy() {
     round(&mut [&mut b, &mut a]).await;
     assert_eq!(salt_policy::policy(&a, "shared"), "lww");
     assert_eq!(salt_policy::policy(&b, "shared"), "lww");
-    assert!(a.conflicts("shared").unwrap().is_empty());
+    // No manual conflicts are kept once the policy is lww (conflicts is refused there).
+    assert!(a.conflicts("shared").is_err());
     assert_eq!(a.state_root().unwrap(), b.state_root().unwrap());
     // Later syncs report nothing more.
     let report = a.sync().await.unwrap();
