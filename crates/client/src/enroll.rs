@@ -236,7 +236,7 @@ impl Replica {
                 kx_pk: &secrets.kx.public_key(),
                 name: &name,
             },
-            now_ms(),
+            crate::clock::trusted_now(now_ms(), base.clock_offset),
         );
         roster
             .apply(&entry)
@@ -431,7 +431,8 @@ async fn first_device(
         recovery_pk: &rk.signing.verifying_key(),
         recovery_salt: &salt,
         recovery_kdf: KdfParams::DEFAULT,
-        now_ms: now_ms(),
+        // Trusted time: a genesis stamped by a fast clock would hold back every later entry.
+        now_ms: crate::clock::trusted_now(now_ms(), base.clock_offset),
     });
     let roster = Roster::from_genesis(&genesis, account)
         .map_err(|e| ClientError::Roster(format!("own genesis does not verify: {e}")))?;

@@ -214,7 +214,7 @@ impl Replica {
                         kx_pk: &keys.kx_pk,
                         name: &approved.name,
                     },
-                    now_ms(),
+                    self.store.time.now(),
                 );
                 let mut next = roster.clone();
                 next.apply(&entry)

@@ -248,6 +248,7 @@ impl Roster {
         if !b.collection_id.is_empty() || !b.descriptor.is_empty() {
             return Err(RosterError::Malformed("collection field in a genesis"));
         }
+        check_created(b.created_ms, 0)?;
         let first = subject(&b)?;
         if b.signer_device_id != b.subject_device_id {
             return Err(RosterError::NotGenesis("not self-signed"));

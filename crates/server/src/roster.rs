@@ -66,6 +66,14 @@ pub(crate) fn check_append(
             ));
         }
     }
+    // Every entry, the genesis too: an entry stamped far ahead would freeze the roster, since
+    // later entries may not be more than a day older than their predecessor (BI-19).
+    if body.created_ms > now_ms.saturating_add(MAX_DRIFT_MS) {
+        return Err(conflict(format!(
+            "roster entry created {} ms ahead of the server clock",
+            body.created_ms - now_ms
+        )));
+    }
     let Some((genesis, rest)) = stored.split_first() else {
         if body.subject_device_id.as_slice() != caller.0.as_slice() {
             return Err(AppendRefusal::Forbidden(
@@ -91,12 +99,6 @@ pub(crate) fn check_append(
         return Err(AppendRefusal::Forbidden(
             "roster entry posted by a device that did not sign it",
         ));
-    }
-    if body.created_ms > now_ms.saturating_add(MAX_DRIFT_MS) {
-        return Err(conflict(format!(
-            "roster entry created {} ms ahead of the server clock",
-            body.created_ms - now_ms
-        )));
     }
     roster
         .apply(entry)
@@ -236,5 +238,51 @@ mod tests {
             ),
             Err(AppendRefusal::Conflict(_))
         ));
+    }
+
+    #[test]
+    fn a_genesis_ahead_of_the_server_clock_is_refused() {
+        // BI-19: a genesis stamped beyond the drift bound (a founding device whose clock
+        // runs days fast) would hold back every later entry, so it is refused like any
+        // entry; within the bound it is accepted.
+        let a = dev();
+        let genesis_at = |now_ms| {
+            Roster::make_genesis(GenesisParams {
+                account: "acct",
+                signing: &a.sign,
+                kx_pk: &a.kx.public_key(),
+                name: "a",
+                recovery_pk: &SigningKey::generate().verifying_key(),
+                recovery_salt: &[1; 16],
+                recovery_kdf: KdfParams::FLOOR,
+                now_ms,
+            })
+        };
+        let ahead = genesis_at(NOW + MAX_DRIFT_MS + 1);
+        assert!(matches!(
+            check_append(
+                &[],
+                &ahead,
+                &body(&ahead),
+                "acct",
+                a.id,
+                Some(&record(&a)),
+                NOW
+            ),
+            Err(AppendRefusal::Conflict(_))
+        ));
+        let fine = genesis_at(NOW + MAX_DRIFT_MS);
+        assert_eq!(
+            check_append(
+                &[],
+                &fine,
+                &body(&fine),
+                "acct",
+                a.id,
+                Some(&record(&a)),
+                NOW
+            ),
+            Ok(0)
+        );
     }
 }

@@ -603,3 +603,43 @@ fn collection_pin_forgeries_are_refused() {
     let mut ok = r;
     ok.apply(&good).unwrap();
 }
+
+#[test]
+fn genesis_created_ms_is_checked() {
+    // BI-19: a genesis stamped zero or absurdly far ahead is refused. Accepted, it would
+    // freeze the roster for good: every later entry may be at most a day older than the
+    // one before, so no device could ever be added or collection pinned.
+    let (a, b, rk) = (dev(), dev(), SigningKey::generate());
+    for created_ms in [0, MAX_ROSTER_CREATED_MS + 1, u64::MAX] {
+        let g = Roster::make_genesis(GenesisParams {
+            account: "acct",
+            signing: &a.sign,
+            kx_pk: &a.kx.public_key(),
+            name: "first",
+            recovery_pk: &rk.verifying_key(),
+            recovery_salt: &[1; 16],
+            recovery_kdf: KdfParams::FLOOR,
+            now_ms: created_ms,
+        });
+        assert_eq!(
+            Roster::from_genesis(&g, "acct").err(),
+            Some(RosterError::CreatedAt(created_ms)),
+            "created_ms {created_ms}"
+        );
+    }
+    // At the ceiling it is accepted, and a later ADD at an earlier (real) time is then
+    // refused: the reason the ceiling matters.
+    let g = Roster::make_genesis(GenesisParams {
+        account: "acct",
+        signing: &a.sign,
+        kx_pk: &a.kx.public_key(),
+        name: "first",
+        recovery_pk: &rk.verifying_key(),
+        recovery_salt: &[1; 16],
+        recovery_kdf: KdfParams::FLOOR,
+        now_ms: MAX_ROSTER_CREATED_MS,
+    });
+    let mut r = Roster::from_genesis(&g, "acct").unwrap();
+    let late = add(&r, &a, &b);
+    assert!(matches!(r.apply(&late), Err(RosterError::CreatedAt(_))));
+}
