@@ -27,7 +27,7 @@ use crate::Replica;
 use crate::error::ClientError;
 use crate::keystore::KeyStore as _;
 use crate::net::Connection;
-use crate::store::{corrupt, meta, now_ms};
+use crate::store::{corrupt, meta};
 use crate::types::DeviceState;
 
 /// Time between two polls of the mailbox.
@@ -413,12 +413,19 @@ impl Replica {
         let keys = list.items.iter().find_map(|sealed| {
             let keys = open_envelope(sealed, self.device_id, &self.secrets.kx, &roster).ok()?;
             let header: EnvelopeHeader = sealsync_proto::decode(&sealed.header).ok()?;
+            // Only the approver's envelope (open_envelope verified its signature under the
+            // sender named in the header): another member, with the server choosing the
+            // order, could otherwise hand this device wrong keys (MS-15).
+            if header.sender_device_id.as_slice() != approver_id.0.as_slice() {
+                return None;
+            }
             let named: [u8; 32] = header.roster_head.as_slice().try_into().ok()?;
             roster.contains_head(&named).then_some(keys)
         });
         let Some(keys) = keys else {
             return Err(ClientError::Pairing(
-                "no key envelope from a member of the confirmed roster opens".into(),
+                "no key envelope from the approving device opens against the confirmed roster"
+                    .into(),
             ));
         };
         self.become_trusted(keys, roster)?;

@@ -48,8 +48,9 @@ impl fmt::Display for DeviceState {
 pub struct EnrollOptions {
     /// Human-readable device name shown to the other devices and the operator.
     pub name: String,
-    /// The account's recovery secret, to join without approval from a trusted device.
-    pub recovery: Option<String>,
+    /// The account's recovery secret, to join without approval from a trusted device
+    /// (zeroized when the options are dropped).
+    pub recovery: Option<zeroize::Zeroizing<String>>,
     /// This is the first device of a new account: the server must have no roster for it.
     /// Without it, an account with no devices is refused (no silent new account, MS-09).
     pub new_account: bool,

@@ -414,7 +414,7 @@ async fn recovery_and_bad_bundles() {
         &server.bundle(),
         EnrollOptions {
             name: "third".into(),
-            recovery: Some(secret.to_lowercase()),
+            recovery: Some(zeroize::Zeroizing::new(secret.to_lowercase())),
             new_account: false,
         },
     )

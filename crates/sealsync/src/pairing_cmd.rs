@@ -83,7 +83,9 @@ pub(crate) fn enroll(
             bundle.trim(),
             EnrollOptions {
                 name,
-                recovery: recovery.as_ref().map(|s| s.trim().to_string()),
+                recovery: recovery
+                    .as_ref()
+                    .map(|s| Zeroizing::new(s.trim().to_string())),
                 new_account,
             },
         ))

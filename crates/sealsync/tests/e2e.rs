@@ -94,7 +94,7 @@ async fn recovery_secret_admits_a_device_without_approval() {
         &server.bundle("acme"),
         EnrollOptions {
             name: "third".into(),
-            recovery: Some(secret),
+            recovery: Some(zeroize::Zeroizing::new(secret)),
             new_account: false,
         },
     )

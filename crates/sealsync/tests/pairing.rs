@@ -489,7 +489,7 @@ async fn wrong_recovery_secret_is_refused() {
         .display()
         .to_string();
     let with = |s: &str| sealsync_client::EnrollOptions {
-        recovery: Some(s.to_string()),
+        recovery: Some(zeroize::Zeroizing::new(s.to_string())),
         ..opts("intruder")
     };
     let err = Replica::enroll(&server.home("intruder"), &bundle, with(&wrong))

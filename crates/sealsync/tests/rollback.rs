@@ -131,7 +131,7 @@ async fn batches_lost_by_a_restored_server_are_resent_and_reach_every_device() {
         &server.bundle("acme"),
         EnrollOptions {
             name: "third".into(),
-            recovery: Some(secret),
+            recovery: Some(zeroize::Zeroizing::new(secret)),
             new_account: false,
         },
     )

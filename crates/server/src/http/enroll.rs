@@ -25,8 +25,9 @@ use crate::datadir::now_ms;
 use crate::pki::sha256;
 use crate::store::NewDevice;
 
-/// Longest device name accepted, in bytes.
-pub(crate) const MAX_NAME_BYTES: usize = 128;
+/// Longest device name accepted, in bytes: the roster's limit, so a name the server
+/// accepts at enrollment can always be written into the ADD entry.
+pub(crate) const MAX_NAME_BYTES: usize = sealsync_core::MAX_DEVICE_NAME_BYTES;
 
 /// Checks a display name: 1 to [`MAX_NAME_BYTES`] bytes, no control characters (BI-10).
 pub(crate) fn valid_name(name: &str) -> bool {
