@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 pub mod derivations;
 pub mod encoding;
+pub mod envelope;
 pub mod roster;
 pub mod sealed;
 pub mod signatures;
@@ -51,6 +52,7 @@ pub fn families() -> Vec<Family> {
     vec![
         derivations::family(),
         encoding::family(),
+        envelope::family(),
         roster::family(),
         sealed::family(),
         signatures::family(),
