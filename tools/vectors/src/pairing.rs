@@ -119,9 +119,9 @@ pub fn family() -> Family {
     let id_a = Identity::new(&approver.device_id.0);
     let id_b = Identity::new(&device.device_id.0);
     let (sa, msg_a) =
-        Spake2::<Ed25519Group>::start_a_with_rng(&password, &id_a, &id_b, &mut stream(seed_a));
+        Spake2::<Ed25519Group>::start_a_with_rng(&password, &id_a, &id_b, stream(seed_a));
     let (sb, msg_b) =
-        Spake2::<Ed25519Group>::start_b_with_rng(&password, &id_a, &id_b, &mut stream(seed_b));
+        Spake2::<Ed25519Group>::start_b_with_rng(&password, &id_a, &id_b, stream(seed_b));
     assert_eq!(msg_a, out.pake_msg_a);
     assert_eq!(msg_b, out.pake_msg_b);
     assert_eq!((msg_a.len(), msg_a[0], msg_b[0]), (33, 0x41, 0x42));
