@@ -10,8 +10,8 @@
 //! was already a member (MS-01, MS-12, MS-15).
 
 use sealsync_crypto::{
-    KxSecretKey, SUITE_V1, SigContext, SigningKey, check_object_salt, device_id, hpke_open,
-    hpke_seal, lp, object_salt,
+    KxPublicKey, KxSecretKey, SUITE_V1, SigContext, SigningKey, check_object_salt, device_id,
+    hpke_open, hpke_seal, hpke_seal_with_ikm_for_vectors, lp, object_salt,
 };
 use sealsync_proto::{EnvelopeHeader, Sealed};
 
@@ -74,6 +74,64 @@ pub fn seal_envelope_with_salt(
     keys: &AccountKeys,
     salt: &[u8],
 ) -> Result<Sealed, EnvelopeError> {
+    let seal = |pk: &_, info: &[u8], aad: &[u8], pt: &[u8]| hpke_seal(pk, info, aad, pt);
+    seal_envelope_inner(
+        signing,
+        sender,
+        recipient,
+        account,
+        roster_head,
+        keys,
+        salt,
+        seal,
+    )
+}
+
+/// [`seal_envelope_with_salt`] with the HPKE ephemeral key derived from `ikm_e` (RFC 9180
+/// `DeriveKeyPair`): fully deterministic, for conformance test vectors only (`tools/vectors`).
+/// Devices never call this: a reused `ikm_e` reuses the ephemeral key.
+#[allow(clippy::too_many_arguments)]
+pub fn seal_envelope_for_vectors(
+    signing: &SigningKey,
+    sender: DeviceId,
+    recipient: &RosterMember,
+    account: &str,
+    roster_head: [u8; 32],
+    keys: &AccountKeys,
+    salt: &[u8],
+    ikm_e: &[u8; 32],
+) -> Result<Sealed, EnvelopeError> {
+    let seal = |pk: &_, info: &[u8], aad: &[u8], pt: &[u8]| {
+        hpke_seal_with_ikm_for_vectors(pk, info, aad, pt, ikm_e)
+    };
+    seal_envelope_inner(
+        signing,
+        sender,
+        recipient,
+        account,
+        roster_head,
+        keys,
+        salt,
+        seal,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn seal_envelope_inner(
+    signing: &SigningKey,
+    sender: DeviceId,
+    recipient: &RosterMember,
+    account: &str,
+    roster_head: [u8; 32],
+    keys: &AccountKeys,
+    salt: &[u8],
+    hpke: impl FnOnce(
+        &KxPublicKey,
+        &[u8],
+        &[u8],
+        &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>), sealsync_crypto::CryptoError>,
+) -> Result<Sealed, EnvelopeError> {
     if DeviceId(device_id(&signing.verifying_key())) != sender {
         return Err(EnvelopeError::Seal("signing key is not the sender's"));
     }
@@ -92,7 +150,7 @@ pub fn seal_envelope_with_salt(
     let header_bytes = sealsync_proto::encode(&header);
     let info = hpke_info(account, &recipient.device_id, epoch, salt);
     let plaintext = keys.encode();
-    let (enc, ct) = hpke_seal(&recipient.kx_pk, &info, &header_bytes, &plaintext)
+    let (enc, ct) = hpke(&recipient.kx_pk, &info, &header_bytes, &plaintext)
         .map_err(|_| EnvelopeError::Seal("HPKE refused the recipient key"))?;
     let mut ciphertext = Vec::with_capacity(enc.len() + ct.len());
     ciphertext.extend_from_slice(&enc);

@@ -38,7 +38,8 @@ pub use collection::{
 };
 pub use enroll::{sign_enroll_request, verify_enroll_request};
 pub use envelope::{
-    PURPOSE_ACCOUNT_KEYS, envelope_recipient, open_envelope, seal_envelope, seal_envelope_with_salt,
+    PURPOSE_ACCOUNT_KEYS, envelope_recipient, open_envelope, seal_envelope,
+    seal_envelope_for_vectors, seal_envelope_with_salt,
 };
 pub use error::{
     BatchError, CollectionError, EnvelopeError, KeysError, RecoveryError, RosterError,

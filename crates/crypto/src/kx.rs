@@ -131,6 +131,68 @@ pub fn hpke_seal(
     Ok((enc.to_bytes().to_vec(), ct))
 }
 
+/// Hands out the 32 bytes of an HPKE ephemeral `ikmE`, then zeros. DHKEM(X25519) encap
+/// draws exactly 32 bytes (one `DeriveKeyPair(ikmE)`), so the zeros are never used.
+#[derive(Zeroize, ZeroizeOnDrop)]
+struct FixedIkm {
+    ikm: [u8; 32],
+    used: usize,
+}
+
+impl rand::TryRng for FixedIkm {
+    type Error = core::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut b = [0u8; 4];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut b = [0u8; 8];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for byte in dst {
+            *byte = self.ikm.get(self.used).copied().unwrap_or(0);
+            self.used = self.used.saturating_add(1);
+        }
+        Ok(())
+    }
+}
+
+impl rand::TryCryptoRng for FixedIkm {}
+
+/// [`hpke_seal`] with the ephemeral key `DeriveKeyPair(ikm_e)` (RFC 9180 section 7.1.3)
+/// instead of a fresh one: deterministic, for conformance test vectors only. Reusing an
+/// `ikm_e` reuses the ephemeral key; devices never call this.
+pub fn hpke_seal_with_ikm_for_vectors(
+    recipient: &KxPublicKey,
+    info: &[u8],
+    aad: &[u8],
+    plaintext: &[u8],
+    ikm_e: &[u8; 32],
+) -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
+    let pk = <HpkeKem as hpke::Kem>::PublicKey::from_bytes(&recipient.bytes)
+        .map_err(|_| CryptoError::InvalidKey)?;
+    let mut rng = FixedIkm {
+        ikm: *ikm_e,
+        used: 0,
+    };
+    let (enc, ct) = hpke::single_shot_seal_with_rng::<HpkeAead, HpkeKdf, HpkeKem>(
+        &OpModeS::Base,
+        &pk,
+        info,
+        plaintext,
+        aad,
+        &mut rng,
+    )
+    .map_err(|_| CryptoError::Hpke)?;
+    Ok((enc.to_bytes().to_vec(), ct))
+}
+
 /// HPKE base-mode open. Any failure (bad encapsulated key, wrong key, altered info, AAD or
 /// ciphertext) is the single [`CryptoError::Decrypt`] (MS-05).
 pub fn hpke_open(
@@ -264,6 +326,23 @@ mod tests {
         let b = hpke_seal(&pk, b"i", b"a", b"p").unwrap();
         assert_ne!(a.0, b.0);
         assert_ne!(a.1, b.1);
+    }
+
+    #[test]
+    fn hpke_vector_seal_is_deterministic_and_opens() {
+        // The vector-only entry point: the same ikmE gives the same enc and ciphertext, a
+        // different one a different enc, and the result opens like any HPKE seal.
+        let sk = KxSecretKey::from_bytes(&[3u8; 32]);
+        let pk = sk.public_key();
+        let a = hpke_seal_with_ikm_for_vectors(&pk, b"i", b"a", b"pt", &[9; 32]).unwrap();
+        let b = hpke_seal_with_ikm_for_vectors(&pk, b"i", b"a", b"pt", &[9; 32]).unwrap();
+        let c = hpke_seal_with_ikm_for_vectors(&pk, b"i", b"a", b"pt", &[8; 32]).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a.0, c.0);
+        assert_eq!(
+            hpke_open(&sk, &a.0, b"i", b"a", &a.1).unwrap().as_slice(),
+            b"pt"
+        );
     }
 
     #[test]

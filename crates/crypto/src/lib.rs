@@ -23,7 +23,7 @@ pub use hash::{Hash32, lp, random_array, sha256, sha256_parts};
 pub use kdf::{
     KdfParams, RecoveryKeys, RecoverySecret, argon2id, derive_recovery_keys, passphrase_key,
 };
-pub use kx::{KxPublicKey, KxSecretKey, hpke_open, hpke_seal};
+pub use kx::{KxPublicKey, KxSecretKey, hpke_open, hpke_seal, hpke_seal_with_ikm_for_vectors};
 pub use sign::{SigContext, SigningKey, VerifyingKey, device_id, signed_message};
 pub use symmetric::{
     MAX_OBJECT_SALT_LEN, MIN_OBJECT_SALT_LEN, OBJECT_SALT_LEN, ObjectKey, ObjectLabel,

@@ -15,7 +15,8 @@ use crate::{Family, counting, h, lp, vector};
 /// HKDF-SHA256 salt of every HKDF derivation.
 const SALT: &[u8] = b"sealsync/v1";
 
-fn hkdf(ikm: &[u8], info: &[u8], out: &mut [u8]) {
+/// HKDF-SHA256 with the protocol salt, built from the `hkdf` crate (not the code's helper).
+pub(crate) fn hkdf(ikm: &[u8], info: &[u8], out: &mut [u8]) {
     Hkdf::<Sha256>::new(Some(SALT), ikm)
         .expand(info, out)
         .expect("short HKDF output");
@@ -107,18 +108,21 @@ pub fn family() -> Family {
         1u32.to_be_bytes().to_vec(),
     ]
     .concat();
+    let salt = counting::<32>(0xd0);
     for (label, which) in [
         ("batch", ObjectLabel::Batch),
         ("collection", ObjectLabel::Collection),
     ] {
-        let info = [label.as_bytes(), &lp(&identity)].concat();
+        let info = [label.as_bytes(), &lp(&identity), &lp(&salt)].concat();
         let mut okm = [0u8; 64];
         hkdf(&ck, &info, &mut okm);
         let key = ObjectKey::derive(
             &SymmetricKey::from_bytes(&ck).expect("32"),
             which,
             &identity,
-        );
+            &salt,
+        )
+        .expect("valid salt");
         assert_eq!(key.commitment()[..], okm[32..]);
         // The AES-256-GCM key is okm[..32]: sealing under it with the all-zero nonce gives the
         // code's ciphertext.
@@ -140,7 +144,7 @@ pub fn family() -> Family {
             &format!("object-key-{label}"),
             json!({ "collection_key": h(ck), "label": label, "identity": h(&identity),
                     "identity_layout": "lp(account) || collection_id || device_id || u64be(seq) || u32be(epoch)",
-                    "aead_aad": h(aad), "aead_plaintext": h(plaintext) }),
+                    "salt": h(salt), "aead_aad": h(aad), "aead_plaintext": h(plaintext) }),
             json!({ "hkdf_salt": h(SALT), "hkdf_info": h(&info), "hkdf_okm_64": h(okm) }),
             json!({ "aes_256_gcm_key": h(&okm[..32]), "key_commitment": h(key.commitment()),
                     "aead_nonce": h([0u8; 12]), "aead_ciphertext_and_tag": h(&ct) }),

@@ -7,7 +7,8 @@
 //! bytes from that formula itself and asserts that the code's output matches, so a vector
 //! file can only be written when the specification and the code agree.
 //!
-//! To add a family (the pairing transcript and the key envelope are the next ones), add a
+//! Where the code draws randomness (salts, the HPKE ephemeral key, SPAKE2 scalars), the
+//! vectors use the code's explicit entry points with fixed values. To add a family, add a
 //! module with a `family()` function and list it in [`families`]; then run
 //! `cargo run -p vectors` and commit the new file.
 
@@ -15,6 +16,8 @@ use serde_json::{Value, json};
 
 pub mod derivations;
 pub mod encoding;
+pub mod envelope;
+pub mod pairing;
 pub mod roster;
 pub mod sealed;
 pub mod signatures;
@@ -51,6 +54,8 @@ pub fn families() -> Vec<Family> {
     vec![
         derivations::family(),
         encoding::family(),
+        envelope::family(),
+        pairing::family(),
         roster::family(),
         sealed::family(),
         signatures::family(),

@@ -1,14 +1,18 @@
-//! A roster chain from fixed seeds: the genesis and `ADD` entries (one signed by a member,
-//! one by the recovery key), each with its encoded body, signature input, signature and
+//! A roster chain from fixed seeds: the genesis, `ADD` entries (one signed by a member,
+//! one by the recovery key) and a `COLLECTION` entry pinning a collection's descriptor
+//! (sealed with a fixed salt), each with its encoded body, signature input, signature and
 //! entry hash.
 
 use serde_json::json;
 
-use sealsync_core::{DeviceId, GenesisParams, NewMember, Roster, roster_entry_hash};
+use sealsync_core::{
+    AccountKeys, DeviceId, GenesisParams, Hlc, NewMember, Policy, Roster, descriptor_hash,
+    roster_entry_hash, seal_descriptor_with_salt,
+};
 use sealsync_crypto::{
     KdfParams, KxSecretKey, SigContext, SigningKey, device_id, sha256, signed_message,
 };
-use sealsync_proto::SignedRosterEntry;
+use sealsync_proto::{RosterEntryBody, RosterOp, SignedRosterEntry};
 
 use crate::{Family, counting, h, lp, vector};
 
@@ -115,17 +119,79 @@ pub fn family() -> Family {
                 "subject": key_inputs(2, &d2), "subject_name": "tablet", "signer_device_id": "",
                 "epoch": 1, "created_ms": 1_700_000_200_000u64 }),
     ));
+    // COLLECTION: device 0 pins its descriptor of "notes".
+    let keys_msg = sealsync_proto::AccountKeys {
+        naming_key: vec![0x22; 32],
+        epochs: vec![sealsync_proto::EpochKey {
+            epoch: 1,
+            root_key: vec![0x11; 32],
+        }],
+    };
+    let keys = AccountKeys::decode(&sealsync_proto::encode(&keys_msg)).expect("valid keys");
+    let d0_id = DeviceId(device_id(&d0.verifying_key()));
+    let dsalt = counting::<32>(0xb0);
+    let hlc = Hlc(1_700_000_000_000u64 << 16);
+    let (_, descriptor) = seal_descriptor_with_salt(
+        &d0,
+        d0_id,
+        ACCOUNT,
+        &keys,
+        "notes",
+        Policy::Fields,
+        hlc,
+        &dsalt,
+    )
+    .expect("seals");
+    let cid = keys.collection_id(ACCOUNT, "notes");
+    let head = roster.head_hash();
+    let pin = roster
+        .make_collection_pin(&d0, d0_id, &descriptor, 1_700_000_300_000)
+        .expect("descriptor decodes");
+    roster.apply(&pin).expect("valid pin");
+    let body: RosterEntryBody = sealsync_proto::decode(&pin.body).expect("decodes");
+    assert_eq!(body.op, RosterOp::Collection as i32);
+    assert_eq!(body.seq, 3);
+    assert_eq!(body.prev_hash, head.to_vec());
+    assert_eq!(body.collection_id, cid.0.to_vec());
+    assert_eq!(body.descriptor, sealsync_proto::encode(&descriptor));
+    assert!(body.subject_device_id.is_empty() && body.subject_sign_pk.is_empty());
+    let pinned = roster.collection_pin(&cid).expect("pinned");
+    assert_eq!(pinned.author, d0_id);
+    assert_eq!(pinned.descriptor_hash, descriptor_hash(&descriptor));
+    let dmsg = signed_message(
+        SigContext::Collection,
+        &descriptor.header,
+        &descriptor.ciphertext,
+    );
+    assert_eq!(pinned.descriptor_hash, sha256(&dmsg));
+    vectors.push(entry_vector(
+        "collection-pin",
+        &pin,
+        "device 0 (a member, the descriptor's author)",
+        json!({ "account": ACCOUNT, "seq": 3, "op": "COLLECTION (3)", "prev_hash": h(head),
+                "signer_device_id": h(d0_id.0), "epoch": 1, "created_ms": 1_700_000_300_000u64,
+                "collection_id": h(cid.0),
+                "descriptor": { "name": "notes", "policy": "fields", "hlc": hlc.0,
+                                "salt": h(dsalt), "ed25519_seed": h(counting::<32>(0)),
+                                "account_keys": { "naming_key": h(&keys_msg.naming_key),
+                                                  "root_key_epoch_1": h(&keys_msg.epochs[0].root_key) },
+                                "sealed": h(sealsync_proto::encode(&descriptor)),
+                                "descriptor_hash": h(descriptor_hash(&descriptor)) } }),
+    ));
+
     vectors.push(vector(
         "chain-head",
-        json!({ "entries": ["genesis", "add-by-member", "add-by-recovery-key"] }),
+        json!({ "entries": ["genesis", "add-by-member", "add-by-recovery-key", "collection-pin"] }),
         json!({ "genesis_hash": h(roster.genesis_hash()) }),
-        json!({ "head_hash": h(roster.head_hash()), "members": roster.members().count() }),
+        json!({ "head_hash": h(roster.head_hash()), "members": roster.members().count(),
+                "pinned_collections": [h(cid.0)] }),
     ));
 
     Family {
         name: "roster",
-        description: "A roster chain from fixed seeds: genesis, an ADD signed by a member and \
-                      an ADD signed by the recovery key. Signature input: \"sealsync/v1/roster\" \
+        description: "A roster chain from fixed seeds: genesis, an ADD signed by a member, \
+                      an ADD signed by the recovery key and a COLLECTION entry pinning a \
+                      collection descriptor. Signature input: \"sealsync/v1/roster\" \
                       || 0x00 || u64be(len(body)) || body; entry hash: SHA-256(\
                       \"sealsync/v1/roster-entry\" || lp(body) || signature). docs/protocol.md, \
                       section Roster.",
