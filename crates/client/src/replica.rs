@@ -37,6 +37,7 @@ pub(crate) fn roster_from_entries(
 /// reading of the system clock by a replica opened in this process is moved by it, as
 /// `faketime` would (so tests of the `sealsync` binary need no extra package). It only
 /// changes what this device believes its own clock says, which its user controls anyway.
+/// Read only by debug builds (those `cargo test` makes); a release build ignores it.
 pub const CLOCK_SKEW_ENV: &str = "SEALSYNC_TEST_CLOCK_SKEW_MS";
 
 impl Replica {
@@ -49,9 +50,10 @@ impl Replica {
         let (keystore, secrets) = FileKeyStore::open(home)?;
         let device_id = secrets.device_id();
         let mut store = Store::open(&home.join(DB_FILE), secrets.storage_key.clone(), device_id)?;
-        if let Some(skew) = std::env::var(CLOCK_SKEW_ENV)
-            .ok()
-            .and_then(|v| v.trim().parse::<i64>().ok())
+        if cfg!(debug_assertions)
+            && let Some(skew) = std::env::var(CLOCK_SKEW_ENV)
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
         {
             store.time.skew_ms = skew;
         }
