@@ -154,12 +154,8 @@ async fn a_refused_push_stops_neither_pulls_nor_other_collections() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_handle_opened_while_pending_loses_nothing() {
-    // Two handles on one home (a UI beside a sync task), both opened while the device is
-    // pending. It becomes trusted through one; the other creates a collection and writes.
-    // The data must reach the account's other device, through either handle's sync.
-    let server = TestServer::start().await;
+/// The first device of account "acme" (trusted) and a second one, still pending.
+async fn trusted_and_pending(server: &TestServer) -> (Replica, sealsync_client::Enrolled) {
     let first = Replica::enroll(
         &server.home("first"),
         &server.bundle("acme"),
@@ -167,7 +163,6 @@ async fn a_second_handle_opened_while_pending_loses_nothing() {
     )
     .await
     .expect("enroll first");
-    let mut a = first.replica;
     let second = Replica::enroll(
         &server.home("second"),
         &server.bundle("acme"),
@@ -175,6 +170,16 @@ async fn a_second_handle_opened_while_pending_loses_nothing() {
     )
     .await
     .expect("enroll second");
+    (first.replica, second)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_handle_opened_while_pending_loses_nothing() {
+    // Two handles on one home (a UI beside a sync task), both opened while the device is
+    // pending. It becomes trusted through one; the other creates a collection and writes.
+    // The data must reach the account's other device, through either handle's sync.
+    let server = TestServer::start().await;
+    let (mut a, second) = trusted_and_pending(&server).await;
     assert_eq!(second.state, DeviceState::Pending);
     let mut sync_task = second.replica;
     let mut ui = Replica::open(&server.home("second")).expect("second handle");
@@ -232,21 +237,7 @@ async fn a_handle_beside_the_cli_in_another_process_loses_nothing() {
     // opened while pending; the app's writes reach the account's other device through the
     // CLI's next sync.
     let server = TestServer::start().await;
-    let first = Replica::enroll(
-        &server.home("first"),
-        &server.bundle("acme"),
-        first_opts("first"),
-    )
-    .await
-    .expect("enroll first");
-    let mut a = first.replica;
-    let second = Replica::enroll(
-        &server.home("second"),
-        &server.bundle("acme"),
-        opts("second"),
-    )
-    .await
-    .expect("enroll second");
+    let (mut a, second) = trusted_and_pending(&server).await;
     let mut app = second.replica;
     let approval = a
         .begin_approval(
