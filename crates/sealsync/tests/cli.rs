@@ -53,12 +53,29 @@ impl Drop for ServerProcess {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+/// A port for a `server run` child that must be chosen before the child starts (the URL
+/// given to `server init` names it).
+///
+/// A port the kernel hands out for `127.0.0.1:0` is in its ephemeral range, where the
+/// outgoing connections of other tests in this process (the flood test opens over a
+/// thousand) can take it before the child binds it. So the port comes from below that
+/// range (Linux default 32768-60999), one per call, and is checked free when chosen.
+pub(crate) fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    // Test binaries run one after another, but two checkouts may test at once: start
+    // each process at its own offset.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = (std::process::id() % u32::from(SPAN)) as u16;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = LOW + (base.wrapping_add(n.wrapping_mul(7))) % SPAN;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range")
 }
 
 pub(crate) fn start_server(dir: &Path) -> (ServerProcess, u16) {
@@ -84,6 +101,7 @@ pub(crate) fn restart_server(dir: &Path) -> (ServerProcess, u16) {
 }
 
 fn run_server(data: &str, port: u16) -> (ServerProcess, u16) {
+    let log = format!("{data}.log");
     let mut child = Command::new(BIN)
         .args([
             "server",
@@ -94,7 +112,7 @@ fn run_server(data: &str, port: u16) -> (ServerProcess, u16) {
             &format!("127.0.0.1:{port}"),
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("server log"))
         .spawn()
         .expect("spawn server");
     let stdout = child.stdout.take().expect("stdout");
@@ -102,7 +120,9 @@ fn run_server(data: &str, port: u16) -> (ServerProcess, u16) {
     BufReader::new(stdout).read_line(&mut line).expect("read");
     assert_eq!(
         line.trim(),
-        format!("listening on https://127.0.0.1:{port}")
+        format!("listening on https://127.0.0.1:{port}"),
+        "server log: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
     (ServerProcess(child), port)
 }

@@ -21,11 +21,7 @@ fn run_without_listen_serves_on_the_port_of_the_init_url_as_the_hint_says() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("srv");
     let data = data.to_str().expect("path");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = crate::cli::free_port();
     let url = format!("https://127.0.0.1:{port}");
     let out = Command::new(BIN)
         .args(["server", "init", "--data", data, "--url", &url])
