@@ -79,6 +79,17 @@ pub enum ClientError {
         "no answer from the other device within {0} s: start the approval and the join again, at the same time"
     )]
     PairingTimeout(u64),
+    /// The approver added the new device and sealed the account keys to it, but the new
+    /// device did not report, in time, that it is trusted.
+    #[error(
+        "device {device} was added and the account keys were sealed to it, but it did not report being trusted within {secs} s: run `sync` or `join` again on it, then check `status` there"
+    )]
+    PairingUnconfirmed {
+        /// The device being approved.
+        device: String,
+        /// The timeout, in seconds.
+        secs: u64,
+    },
     /// A pairing was confirmed but what the server serves afterwards does not match it
     /// (another genesis, no ADD for this device, no key envelope): nothing was trusted.
     #[error("pairing not completed: {0}")]

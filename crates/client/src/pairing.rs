@@ -8,7 +8,9 @@
 //! roster head, stores them, and becomes trusted only when the roster the server serves
 //! starts at that genesis, contains that head and an `ADD` of this device with its own keys,
 //! and a key envelope from a member, naming a head of that roster, opens (MS-10, MS-11,
-//! MS-15). A wrong code, an altered message or an abort spends the attempt on both sides.
+//! MS-15). It then posts its `PairingDone`, and the approver returns only once that
+//! message's MAC verifies: both sides finish when the new device is trusted. A wrong
+//! code, an altered message or an abort spends the attempt on both sides.
 //!
 //! Messages are exchanged by polling `GET /v1/pairing` every [`POLL_INTERVAL`] until the
 //! caller's timeout.
@@ -19,7 +21,8 @@ use sealsync_core::pairing::{Approver, Confirmed, DeviceKeys, Joiner, PairingErr
 use sealsync_core::{AccountKeys, DeviceId, NewMember, Roster, open_envelope, seal_envelope};
 use sealsync_crypto::{PairingCode, VerifyingKey};
 use sealsync_proto::{
-    EnvelopeHeader, PairingAbort, PairingMailbox, PairingReply, RosterResponse, SealedList,
+    EnvelopeHeader, PairingAbort, PairingDone, PairingMailbox, PairingReply, RosterResponse,
+    SealedList,
 };
 use zeroize::Zeroizing;
 
@@ -147,8 +150,10 @@ impl Replica {
 
     /// Waits for the new device's reply and verifies its key-confirmation MAC; only then adds
     /// it to the roster with the keys the MAC proved, seals the account keys to it and sends
-    /// the confirmation. A wrong code is [`ClientError::WrongCode`] (the attempt is aborted
-    /// and nothing was sealed); no reply in time is [`ClientError::PairingTimeout`].
+    /// the confirmation; then waits until the new device reports, under its MAC, that it is
+    /// trusted. A wrong code is [`ClientError::WrongCode`] (the attempt is aborted and
+    /// nothing was sealed); no reply in time is [`ClientError::PairingTimeout`]; no report
+    /// of the trusted state in time is [`ClientError::PairingUnconfirmed`].
     pub async fn finish_approval(&mut self, approval: Approval) -> Result<(), ClientError> {
         let Approval {
             target,
@@ -238,12 +243,50 @@ impl Replica {
             self.account_keys()?,
         )
         .map_err(|e| ClientError::Pairing(format!("cannot seal the account keys: {e}")))?;
-        let confirm = approved.confirm(&roster.genesis_hash(), &roster.head_hash());
+        let (genesis, head) = (roster.genesis_hash(), roster.head_hash());
+        let confirm = approved.confirm(&genesis, &head);
         conn.send(http::Method::POST, "/v1/envelopes", &envelope)
             .await?;
         conn.send(http::Method::POST, "/v1/pairing/confirm", &confirm)
             .await?;
-        Ok(())
+        // Wait for the new device to be trusted. Its PairingDone carries MAC_D, which the
+        // server cannot make: a forged or altered one is ignored, as if not yet sent.
+        loop {
+            let mb: PairingMailbox = conn.get(&path).await?;
+            match &mb.start {
+                // The attempt expired on the server.
+                None => {
+                    return Err(ClientError::PairingUnconfirmed {
+                        device: target.to_string(),
+                        secs: timeout.as_secs(),
+                    });
+                }
+                Some(s) if s.attempt_id != attempt => {
+                    return Err(ClientError::PairingAborted(
+                        "another approval of this device replaced this one".into(),
+                    ));
+                }
+                Some(_) => {}
+            }
+            if let Some(done) = &mb.done {
+                match approved.verify_done(&genesis, &head, done) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => tracing::warn!(error = %e, "ignored an invalid pairing done message"),
+                }
+            }
+            if mb.aborted {
+                return Err(ClientError::PairingAborted(
+                    "the new device stopped the pairing before it was trusted".into(),
+                ));
+            }
+            if timed_out(deadline) {
+                return Err(ClientError::PairingUnconfirmed {
+                    device: target.to_string(),
+                    secs: timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
     }
 
     /// Pairs this pending device with the trusted device that shows `code`: answers the
@@ -350,12 +393,18 @@ impl Replica {
         };
         self.store
             .set_meta(&[(meta::PAIRING_CONFIRMED, Some(&encode_confirmed(&confirmed)))])?;
-        if self.finish_pairing(&mut conn).await? {
-            Ok(())
-        } else {
-            Err(ClientError::Pairing(
-                "the pairing was confirmed but the server does not serve the confirmed roster and key envelope yet; sync again later".into(),
-            ))
+        match self.finish_pairing(&mut conn).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ClientError::Pairing(
+                "the pairing confirmation was not stored; join again".into(),
+            )),
+            // What the server serves contradicts the confirmation: say so to the approver,
+            // which would otherwise wait for a done message until its timeout.
+            Err(e @ (ClientError::Roster(_) | ClientError::Pairing(_))) => {
+                abort(&mut conn, attempt, self.device_id).await;
+                Err(e)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -370,7 +419,7 @@ impl Replica {
         let Some(stored) = self.store.meta_blob(meta::PAIRING_CONFIRMED)? else {
             return Ok(false);
         };
-        let (genesis, head, approver_id, approver_pk) = decode_confirmed(&stored)?;
+        let (genesis, head, approver_id, approver_pk, done) = decode_confirmed(&stored)?;
         let resp: RosterResponse = conn.get("/v1/roster?after=0").await?;
         let (first, rest) = resp.entries.split_first().ok_or_else(|| {
             ClientError::Pairing("the server serves no roster for this account".into())
@@ -429,6 +478,15 @@ impl Replica {
             ));
         };
         self.become_trusted(keys, roster)?;
+        // Tell the approver, which waits for it. The device is trusted either way: a lost
+        // message only makes the approver report that it could not see the end.
+        if let Some(done) = done
+            && let Err(e) = conn
+                .send(http::Method::POST, "/v1/pairing/done", &done)
+                .await
+        {
+            tracing::warn!(error = %e, "could not tell the approving device that the pairing is done");
+        }
         Ok(true)
     }
 
@@ -465,18 +523,29 @@ impl Replica {
     }
 }
 
-/// `genesis(32) || head(32) || approver_id(16) || approver_sign_pk(32)`.
+/// Length of a stored confirmation without the done message (written by earlier versions).
+const CONFIRMED_BYTES: usize = 112;
+/// Length of a stored confirmation with the done message.
+const CONFIRMED_DONE_BYTES: usize = CONFIRMED_BYTES + 16 + 32;
+
+/// `genesis(32) || head(32) || approver_id(16) || approver_sign_pk(32) ||
+/// done_attempt_id(16) || done_mac(32)`.
 fn encode_confirmed(c: &Confirmed) -> Vec<u8> {
-    let mut out = Vec::with_capacity(112);
+    let mut out = Vec::with_capacity(CONFIRMED_DONE_BYTES);
     out.extend_from_slice(&c.genesis_hash);
     out.extend_from_slice(&c.roster_head);
     out.extend_from_slice(&c.approver.device_id.0);
     out.extend_from_slice(&c.approver.sign_pk.to_bytes());
+    out.extend_from_slice(&c.done.attempt_id);
+    out.extend_from_slice(&c.done.mac);
     out
 }
 
-fn decode_confirmed(b: &[u8]) -> Result<([u8; 32], [u8; 32], DeviceId, VerifyingKey), ClientError> {
-    if b.len() != 112 {
+/// A stored confirmation: genesis, head, approver id and key, and the done message to send.
+type StoredConfirmation = ([u8; 32], [u8; 32], DeviceId, VerifyingKey, Option<PairingDone>);
+
+fn decode_confirmed(b: &[u8]) -> Result<StoredConfirmation, ClientError> {
+    if b.len() != CONFIRMED_BYTES && b.len() != CONFIRMED_DONE_BYTES {
         return Err(corrupt("stored pairing confirmation"));
     }
     let arr32 = |r: std::ops::Range<usize>| -> [u8; 32] {
@@ -486,5 +555,9 @@ fn decode_confirmed(b: &[u8]) -> Result<([u8; 32], [u8; 32], DeviceId, Verifying
     };
     let id = DeviceId::from_slice(&b[64..80]).map_err(|_| corrupt("stored approver id"))?;
     let pk = VerifyingKey::from_bytes(&b[80..112]).map_err(|_| corrupt("stored approver key"))?;
-    Ok((arr32(0..32), arr32(32..64), id, pk))
+    let done = (b.len() == CONFIRMED_DONE_BYTES).then(|| PairingDone {
+        attempt_id: b[112..128].to_vec(),
+        mac: b[128..160].to_vec(),
+    });
+    Ok((arr32(0..32), arr32(32..64), id, pk, done))
 }

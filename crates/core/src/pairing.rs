@@ -14,6 +14,10 @@
 //!    over transcript A.
 //! 4. The new device accepts the genesis and roster head only from a `PairingConfirm` whose
 //!    `MAC_A` verifies ([`Joiner::on_confirm`]).
+//! 5. Once it is trusted (the roster and key envelope the server serves match what was
+//!    confirmed), the new device sends a `PairingDone` with `MAC_D` over transcript D. The
+//!    approver reports the pairing finished only when `MAC_D` verifies
+//!    ([`ApprovedDevice::verify_done`]): the server cannot claim that a device joined.
 //!
 //! Transcript B is
 //! `"sealsync/v1/pairing/transcript-b" || 0x00 || lp(account) || attempt_id(16) ||
@@ -21,11 +25,13 @@
 //! device_sign_pk(32) || device_kx_pk(32) || lp(device_name) || lp(pake_msg_a) ||
 //! lp(pake_msg_b)` and transcript A is
 //! `"sealsync/v1/pairing/transcript-a" || 0x00 || lp(transcript_b) || genesis_hash(32) ||
-//! roster_head(32)`, where `lp(x) = u32be(len(x)) || x`.
+//! roster_head(32)`, and transcript D is `"sealsync/v1/pairing/transcript-d" || 0x00 ||
+//! lp(transcript_a)`, where `lp(x) = u32be(len(x)) || x`. `MAC_B` and `MAC_D` are both
+//! under the new device's key `mac_b`; their labels keep the two inputs apart.
 
 use sealsync_crypto::pake::{PairingKeys, PakeSide, PakeState, pake_start};
 use sealsync_crypto::{KxPublicKey, PairingCode, VerifyingKey, device_id, lp};
-use sealsync_proto::{PairingConfirm, PairingReply, PairingStart};
+use sealsync_proto::{PairingConfirm, PairingDone, PairingReply, PairingStart};
 
 use crate::ids::DeviceId;
 use crate::roster::MAX_DEVICE_NAME_BYTES;
@@ -34,6 +40,8 @@ use crate::roster::MAX_DEVICE_NAME_BYTES;
 const TRANSCRIPT_B: &[u8] = b"sealsync/v1/pairing/transcript-b";
 /// Context label of transcript A.
 const TRANSCRIPT_A: &[u8] = b"sealsync/v1/pairing/transcript-a";
+/// Context label of transcript D.
+const TRANSCRIPT_D: &[u8] = b"sealsync/v1/pairing/transcript-d";
 
 /// Why a pairing step was refused.
 #[non_exhaustive]
@@ -137,6 +145,16 @@ pub fn transcript_a(
     lp(&mut out, transcript_b);
     out.extend_from_slice(genesis_hash);
     out.extend_from_slice(roster_head);
+    out
+}
+
+/// Transcript D: what the new device's `PairingDone` confirms, transcript A (the genesis
+/// and head it now trusts, under everything transcript B binds).
+pub fn transcript_d(transcript_a: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(TRANSCRIPT_D.len() + 5 + transcript_a.len());
+    out.extend_from_slice(TRANSCRIPT_D);
+    out.push(0);
+    lp(&mut out, transcript_a);
     out
 }
 
@@ -250,6 +268,28 @@ impl Approver {
 }
 
 impl ApprovedDevice {
+    /// Checks the new device's `PairingDone` for the confirmation of `genesis_hash` and
+    /// `roster_head`: same attempt and `MAC_D` over transcript D. A failure means the
+    /// message did not come from the device that holds the code (or was altered).
+    pub fn verify_done(
+        &self,
+        genesis_hash: &[u8; 32],
+        roster_head: &[u8; 32],
+        done: &PairingDone,
+    ) -> Result<(), PairingError> {
+        if done.attempt_id != self.attempt_id {
+            return Err(PairingError::Mismatch("done message of another attempt"));
+        }
+        let t = transcript_d(&transcript_a(
+            &self.transcript_b,
+            genesis_hash,
+            roster_head,
+        ));
+        self.macs
+            .verify_b(&t, &done.mac)
+            .map_err(|_| PairingError::Mismatch("done message with a wrong MAC"))
+    }
+
     /// The confirmation for the device: the genesis and the roster head after its `ADD`,
     /// under `MAC_A`.
     pub fn confirm(&self, genesis_hash: &[u8; 32], roster_head: &[u8; 32]) -> PairingConfirm {
@@ -283,6 +323,8 @@ pub struct Confirmed {
     pub roster_head: [u8; 32],
     /// The approver, which must be a member of that roster with these keys.
     pub approver: DeviceKeys,
+    /// The message to send once this device is trusted (`MAC_D` over transcript D).
+    pub done: PairingDone,
 }
 
 impl Joiner {
@@ -362,10 +404,15 @@ impl Joiner {
         self.macs
             .verify_a(&t, &confirm.mac)
             .map_err(|_| PairingError::WrongCode)?;
+        let done = PairingDone {
+            attempt_id: self.attempt_id.to_vec(),
+            mac: self.macs.mac_b(&transcript_d(&t)).to_vec(),
+        };
         Ok(Confirmed {
             genesis_hash,
             roster_head,
             approver: self.approver,
+            done,
         })
     }
 }
@@ -410,6 +457,10 @@ pub struct VectorOutputs {
     pub transcript_a: Vec<u8>,
     /// `MAC_A`.
     pub mac_a: Vec<u8>,
+    /// Transcript D.
+    pub transcript_d: Vec<u8>,
+    /// `MAC_D`.
+    pub mac_d: Vec<u8>,
 }
 
 /// Runs one honest pairing deterministically (for conformance vectors): both state
@@ -435,7 +486,9 @@ pub fn pairing_vector(v: &VectorInputs<'_>) -> Result<VectorOutputs, PairingErro
     let approved = approver.on_reply(&reply)?;
     let confirm = approved.confirm(&v.genesis_hash, &v.roster_head);
     let transcript_a = transcript_a(&approved.transcript_b, &v.genesis_hash, &v.roster_head);
-    joiner.on_confirm(&confirm)?;
+    let confirmed = joiner.on_confirm(&confirm)?;
+    approved.verify_done(&v.genesis_hash, &v.roster_head, &confirmed.done)?;
+    let transcript_d = transcript_d(&transcript_a);
     Ok(VectorOutputs {
         pake_msg_a: start.pake_msg,
         pake_msg_b: reply.pake_msg,
@@ -443,6 +496,8 @@ pub fn pairing_vector(v: &VectorInputs<'_>) -> Result<VectorOutputs, PairingErro
         mac_b: reply.mac,
         transcript_a,
         mac_a: confirm.mac,
+        transcript_d,
+        mac_d: confirmed.done.mac,
     })
 }
 

@@ -466,6 +466,16 @@ pub struct PairingAbort {
     #[prost(bytes = "vec", tag = "2")]
     pub device_id: ::prost::alloc::vec::Vec<u8>,
 }
+/// POST /v1/pairing/done, by the new device once it is trusted: it holds the account keys
+/// and the roster the approver confirmed. The approver waits for it.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PairingDone {
+    #[prost(bytes = "vec", tag = "1")]
+    pub attempt_id: ::prost::alloc::vec::Vec<u8>,
+    /// HMAC-SHA256 with mac_b over transcript D
+    #[prost(bytes = "vec", tag = "2")]
+    pub mac: ::prost::alloc::vec::Vec<u8>,
+}
 /// GET /v1/pairing\[?device=HEX\]: the current attempt for the caller (new device) or, for
 /// the approver, for device HEX.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -478,6 +488,8 @@ pub struct PairingMailbox {
     pub confirm: ::core::option::Option<PairingConfirm>,
     #[prost(bool, tag = "4")]
     pub aborted: bool,
+    #[prost(message, optional, tag = "5")]
+    pub done: ::core::option::Option<PairingDone>,
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]

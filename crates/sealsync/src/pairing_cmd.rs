@@ -140,10 +140,7 @@ pub(crate) fn approve(home: &Path, device_id: &str, wait: &str) -> anyhow::Resul
             .await
             .context("approval failed")
     })?;
-    println!(
-        "approved {}: it is trusted once its join finishes",
-        device_id.trim()
-    );
+    println!("approved {}: it is trusted", device_id.trim());
     Ok(())
 }
 

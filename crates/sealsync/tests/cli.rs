@@ -234,6 +234,15 @@ fn quick_start_over_the_cli() {
     assert!(out.contains("trusted"), "{out}");
     let status = approve.wait().expect("approve exits");
     assert!(status.success(), "approve failed");
+    // `approve` exits 0 only once the new device said it is trusted.
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut approve_out, &mut rest).expect("read approve");
+    assert!(
+        rest.lines()
+            .last()
+            .is_some_and(|l| l.ends_with("it is trusted")),
+        "{rest}"
+    );
     let status: serde_json::Value =
         serde_json::from_str(&ok(&["device", "--home", phone, "status", "--json"])).expect("json");
     assert_eq!(status["state"], "trusted");

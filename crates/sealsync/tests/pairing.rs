@@ -15,7 +15,7 @@ use crate::kit::{TestServer, first_opts, now_ms, opts, pair};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-fn db(server: &TestServer) -> rusqlite::Connection {
+pub(crate) fn db(server: &TestServer) -> rusqlite::Connection {
     let c = rusqlite::Connection::open(server.data_dir().join("sealsync.db")).expect("db");
     c.busy_timeout(Duration::from_secs(10))
         .expect("busy timeout");
@@ -23,7 +23,7 @@ fn db(server: &TestServer) -> rusqlite::Connection {
 }
 
 /// A trusted first device and a pending second one of account "acme".
-async fn devices(server: &TestServer) -> (Replica, Replica) {
+pub(crate) async fn devices(server: &TestServer) -> (Replica, Replica) {
     let a = Replica::enroll(&server.home("a"), &server.bundle("acme"), first_opts("a"))
         .await
         .expect("enroll a");
@@ -35,7 +35,7 @@ async fn devices(server: &TestServer) -> (Replica, Replica) {
 }
 
 /// The keys the server holds for a device.
-fn enrolled_keys(server: &TestServer, id: DeviceId) -> DeviceKeys {
+pub(crate) fn enrolled_keys(server: &TestServer, id: DeviceId) -> DeviceKeys {
     let (sign, kx): (Vec<u8>, Vec<u8>) = db(server)
         .query_row(
             "SELECT sign_pk, kx_pk FROM devices WHERE device_id = ?1",
@@ -50,9 +50,9 @@ fn enrolled_keys(server: &TestServer, id: DeviceId) -> DeviceKeys {
 }
 
 /// `(start, reply, confirm, aborted)` of the device's mailbox row.
-type Row = (Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>, bool);
+pub(crate) type Row = (Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>, bool);
 
-fn mailbox(server: &TestServer, device: DeviceId) -> Row {
+pub(crate) fn mailbox(server: &TestServer, device: DeviceId) -> Row {
     db(server)
         .query_row(
             "SELECT start, reply, confirm, aborted FROM pairings WHERE device_id = ?1",
@@ -62,7 +62,7 @@ fn mailbox(server: &TestServer, device: DeviceId) -> Row {
         .expect("mailbox row")
 }
 
-fn set_mailbox(server: &TestServer, device: DeviceId, column: &str, bytes: &[u8]) {
+pub(crate) fn set_mailbox(server: &TestServer, device: DeviceId, column: &str, bytes: &[u8]) {
     let sql = format!("UPDATE pairings SET {column} = ?1 WHERE device_id = ?2");
     let n = db(server)
         .execute(&sql, rusqlite::params![bytes, device.0.to_vec()])
@@ -425,8 +425,12 @@ async fn a_shadow_genesis_never_makes_a_pending_device_trusted() {
         c.execute_batch(&trigger).expect("trigger");
     }
     let (approved, joined) = pair(&mut a, &mut b).await;
-    approved.expect("the approver finished");
     assert!(matches!(joined, Err(ClientError::Roster(_))), "{joined:?}");
+    // The approver does not report a pairing that the new device refused.
+    assert!(
+        matches!(approved, Err(ClientError::PairingAborted(_))),
+        "{approved:?}"
+    );
     assert_eq!(b.status().expect("status").state, DeviceState::Pending);
     // A later sync keeps refusing the shadow: the confirmed genesis is the only one trusted.
     assert!(matches!(b.sync().await, Err(ClientError::Roster(_))));

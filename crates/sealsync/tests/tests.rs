@@ -11,6 +11,7 @@ mod e2e;
 mod flood;
 mod kit;
 mod pairing;
+mod pairing_done;
 mod refusals;
 mod rollback;
 mod server_cli;

@@ -154,6 +154,14 @@ pub fn family() -> Family {
     let mac_a = hmac(&mac_a_key, &transcript_a);
     assert_eq!(mac_b, out.mac_b);
     assert_eq!(mac_a, out.mac_a);
+    let transcript_d = [
+        b"sealsync/v1/pairing/transcript-d\0".as_slice(),
+        &lp(&transcript_a),
+    ]
+    .concat();
+    assert_eq!(transcript_d, out.transcript_d);
+    let mac_d = hmac(&mac_b_key, &transcript_d);
+    assert_eq!(mac_d, out.mac_d);
 
     let keys_json = |d: &DeviceKeys, i: u8| {
         json!({ "ed25519_seed": h(counting::<32>(i * 32)), "x25519_secret": h([0x40 + i; 32]),
@@ -171,16 +179,17 @@ pub fn family() -> Family {
                 "spake2_password": h(&password_bytes),
                 "scalar_stream_seed_a_block_0": h(sha256(&[b"sealsync/v1/pairing/scalar".as_slice(), &seed_a, &0u64.to_be_bytes()].concat())),
                 "spake2_output_k": h(&k), "mac_a_key": h(mac_a_key), "mac_b_key": h(mac_b_key),
-                "transcript_b": h(&transcript_b), "transcript_a": h(&transcript_a) }),
+                "transcript_b": h(&transcript_b), "transcript_a": h(&transcript_a),
+                "transcript_d": h(&transcript_d) }),
         json!({ "pake_msg_a": h(&msg_a), "pake_msg_b": h(&msg_b), "mac_b": h(&mac_b),
-                "mac_a": h(&mac_a) }),
+                "mac_a": h(&mac_a), "mac_d": h(&mac_d) }),
     )];
 
     Family {
         name: "pairing",
         description: "One honest pairing with fixed seeds: SPAKE2 messages (side A = approver, \
                       B = new device), the SPAKE2 output K, the MAC keys (HKDF-SHA256, no \
-                      salt), both transcripts and MAC_B / MAC_A (HMAC-SHA256). \
+                      salt), the three transcripts and MAC_B / MAC_A / MAC_D (HMAC-SHA256). \
                       docs/protocol.md, section Pairing.",
         vectors,
     }

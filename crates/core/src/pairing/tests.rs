@@ -156,6 +156,48 @@ fn confirmation_binds_genesis_and_head() {
 }
 
 #[test]
+fn done_message_proves_the_new_device_confirmed_and_cannot_be_forged() {
+    // MS-10: the approver reports a finished pairing only on the new device's MAC_D over
+    // the genesis and head it confirmed; the server (which lacks mac_b) cannot make one.
+    let (a, start) = begin(&code());
+    let (j, reply) = answer(&code(), &start);
+    let approved = a.on_reply(&reply).unwrap();
+    let confirm = approved.confirm(&[0x33; 32], &[0x44; 32]);
+    let confirmed = j.on_confirm(&confirm).unwrap();
+    approved
+        .verify_done(&[0x33; 32], &[0x44; 32], &confirmed.done)
+        .unwrap();
+    // For another head, another attempt, or with any other MAC, it fails.
+    assert!(
+        approved
+            .verify_done(&[0x33; 32], &[0x45; 32], &confirmed.done)
+            .is_err()
+    );
+    let mut other_attempt = confirmed.done.clone();
+    other_attempt.attempt_id = vec![8; 16];
+    assert_eq!(
+        approved.verify_done(&[0x33; 32], &[0x44; 32], &other_attempt),
+        Err(PairingError::Mismatch("done message of another attempt"))
+    );
+    // MAC_B itself (the reply's tag, which the server has seen) is not a valid MAC_D.
+    let replayed = PairingDone {
+        attempt_id: confirmed.done.attempt_id.clone(),
+        mac: reply.mac.clone(),
+    };
+    assert_eq!(
+        approved.verify_done(&[0x33; 32], &[0x44; 32], &replayed),
+        Err(PairingError::Mismatch("done message with a wrong MAC"))
+    );
+    let mut flipped = confirmed.done.clone();
+    flipped.mac[0] ^= 1;
+    assert!(
+        approved
+            .verify_done(&[0x33; 32], &[0x44; 32], &flipped)
+            .is_err()
+    );
+}
+
+#[test]
 fn start_for_another_device_or_forged_approver_id_is_refused() {
     let (_, mut start) = begin(&code());
     start.device_id = keys(3).device_id.0.to_vec();

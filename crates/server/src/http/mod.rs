@@ -343,6 +343,7 @@ pub(crate) fn device_router(state: AppState) -> Router {
         .route("/v1/pairing/start", post(pairing::start))
         .route("/v1/pairing/reply", post(pairing::reply))
         .route("/v1/pairing/confirm", post(pairing::confirm))
+        .route("/v1/pairing/done", post(pairing::done))
         .route("/v1/pairing/abort", post(pairing::abort))
         .fallback(device_not_found)
         .method_not_allowed_fallback(device_method_not_allowed)

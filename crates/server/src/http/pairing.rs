@@ -12,7 +12,9 @@ use axum::response::Response;
 use http::HeaderMap;
 use sealsync_core::DeviceId;
 use sealsync_crypto::pake::PAKE_MESSAGE_BYTES;
-use sealsync_proto::{PairingAbort, PairingConfirm, PairingMailbox, PairingReply, PairingStart};
+use sealsync_proto::{
+    PairingAbort, PairingConfirm, PairingDone, PairingMailbox, PairingReply, PairingStart,
+};
 
 use super::{ApiError, AppState, Caller, Member, decode, proto, query_pairs, read_body};
 use crate::datadir::now_ms;
@@ -67,6 +69,11 @@ fn mailbox(row: Option<PairingRow>) -> Result<Response, ApiError> {
             .map(stored::<PairingConfirm>)
             .transpose()?,
         aborted: row.aborted,
+        done: row
+            .done
+            .as_deref()
+            .map(stored::<PairingDone>)
+            .transpose()?,
     }))
 }
 
@@ -206,6 +213,33 @@ pub(super) async fn confirm(
         )
         .await?;
     tracing::info!(account = %me.account, approver = %me.device_id, device = %device, "pairing confirmed");
+    Ok(proto(&PairingMailbox::default()))
+}
+
+/// `POST /v1/pairing/done`: the new device, now trusted, tells its approver so (under a
+/// MAC the server cannot make).
+pub(super) async fn done(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    headers: HeaderMap,
+    raw: Body,
+) -> Result<Response, ApiError> {
+    let (bytes, msg): (_, PairingDone) = body(&headers, raw, "pairing done").await?;
+    let attempt_id = id16(&msg.attempt_id, "attempt id")?;
+    if msg.mac.len() != 32 {
+        return Err(ApiError::bad_request("pairing done MAC has the wrong length"));
+    }
+    state
+        .store
+        .pairing_done(
+            me.account.clone(),
+            me.device_id,
+            attempt_id,
+            bytes,
+            now_ms(),
+        )
+        .await?;
+    tracing::info!(account = %me.account, device = %me.device_id, "pairing done");
     Ok(proto(&PairingMailbox::default()))
 }
 

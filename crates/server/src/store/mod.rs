@@ -267,6 +267,8 @@ pub struct PairingRow {
     pub reply: Option<Vec<u8>>,
     /// Encoded `PairingConfirm`, once the approver confirmed.
     pub confirm: Option<Vec<u8>>,
+    /// Encoded `PairingDone`, once the new device is trusted.
+    pub done: Option<Vec<u8>>,
     /// Whether either side aborted the attempt.
     pub aborted: bool,
 }
@@ -390,6 +392,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         attempt_id: [u8; 16],
         approver: DeviceId,
         confirm: Vec<u8>,
+        now_ms: u64,
+    ) -> StoreFuture<'_, ()>;
+
+    /// Stores the new device's done message of attempt `attempt_id`, which must be
+    /// current, confirmed, not aborted, unexpired and not yet done (else
+    /// [`StoreError::Conflict`]).
+    fn pairing_done(
+        &self,
+        account: String,
+        device: DeviceId,
+        attempt_id: [u8; 16],
+        done: Vec<u8>,
         now_ms: u64,
     ) -> StoreFuture<'_, ()>;
 

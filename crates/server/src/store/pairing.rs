@@ -2,7 +2,8 @@
 //!
 //! One row per (account, new device): the current attempt. A new start replaces the row;
 //! a reply is stored only once per attempt (the one online guess of the code), a
-//! confirmation only after the reply, and an aborted attempt takes nothing more.
+//! confirmation only after the reply, the new device's done message only after the
+//! confirmation, and an aborted attempt takes nothing more.
 
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 use sealsync_core::DeviceId;
@@ -30,8 +31,8 @@ pub(super) fn ticket_account(
 pub(super) fn start(tx: &Transaction<'_>, p: &NewPairing) -> Result<(), StoreError> {
     tx.execute(
         "INSERT OR REPLACE INTO pairings
-         (account, device_id, attempt_id, approver, start, reply, confirm, aborted, created_ms, expires_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, 0, ?6, ?7)",
+         (account, device_id, attempt_id, approver, start, reply, confirm, done, aborted, created_ms, expires_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, NULL, 0, ?6, ?7)",
         params![
             p.account,
             p.device.0,
@@ -52,7 +53,7 @@ pub(super) fn get(
     now_ms: u64,
 ) -> Result<Option<PairingRow>, StoreError> {
     Ok(c.query_row(
-        "SELECT attempt_id, approver, start, reply, confirm, aborted FROM pairings
+        "SELECT attempt_id, approver, start, reply, confirm, done, aborted FROM pairings
              WHERE account = ?1 AND device_id = ?2 AND expires_ms > ?3",
         params![account, device.0, now_ms],
         |r| {
@@ -62,7 +63,8 @@ pub(super) fn get(
                 start: r.get(2)?,
                 reply: r.get(3)?,
                 confirm: r.get(4)?,
-                aborted: r.get::<_, i64>(5)? != 0,
+                done: r.get(5)?,
+                aborted: r.get::<_, i64>(6)? != 0,
             })
         },
     )
@@ -109,6 +111,28 @@ pub(super) fn confirm(
     if n != 1 {
         return Err(StoreError::Conflict(
             "no answered pairing attempt of this approver to confirm",
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn done(
+    tx: &Transaction<'_>,
+    account: &str,
+    device: DeviceId,
+    attempt_id: [u8; 16],
+    done: &[u8],
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    let n = tx.execute(
+        "UPDATE pairings SET done = ?1
+         WHERE account = ?2 AND device_id = ?3 AND attempt_id = ?4
+           AND confirm IS NOT NULL AND done IS NULL AND aborted = 0 AND expires_ms > ?5",
+        params![done, account, device.0, attempt_id, now_ms],
+    )?;
+    if n != 1 {
+        return Err(StoreError::Conflict(
+            "no confirmed pairing attempt of this device waiting for its done message",
         ));
     }
     Ok(())

@@ -103,6 +103,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account, device_id)
     );
     ",
+    // 3: the new device's PairingDone, once it is trusted.
+    "
+    ALTER TABLE pairings ADD COLUMN done BLOB;
+    ",
 ];
 
 /// The schema version this binary writes.

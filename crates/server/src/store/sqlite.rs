@@ -536,6 +536,19 @@ impl Store for SqliteStore {
         })
     }
 
+    fn pairing_done(
+        &self,
+        account: String,
+        device: DeviceId,
+        attempt_id: [u8; 16],
+        done: Vec<u8>,
+        now_ms: u64,
+    ) -> StoreFuture<'_, ()> {
+        self.run(move |db| {
+            db.write(|tx| pairing::done(tx, &account, device, attempt_id, &done, now_ms))
+        })
+    }
+
     fn pairing_abort(
         &self,
         account: String,

@@ -42,6 +42,12 @@ async fn a_pairing_attempt_takes_one_reply() {
             .await,
         Err(StoreError::Conflict(_))
     ));
+    // No done message before the confirmation.
+    assert!(matches!(
+        s.pairing_done(ACCOUNT.into(), dev, [1; 16], vec![8], now())
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
     // Only the approver of the attempt confirms it, once.
     assert!(
         s.pairing_confirm(
@@ -72,7 +78,28 @@ async fn a_pairing_attempt_takes_one_reply() {
         .unwrap();
     assert_eq!(row.reply, Some(vec![5]));
     assert_eq!(row.confirm, Some(vec![3]));
+    assert_eq!(row.done, None);
     assert!(!row.aborted);
+    // Then one done message, for this attempt only.
+    assert!(
+        s.pairing_done(ACCOUNT.into(), dev, [4; 16], vec![8], now())
+            .await
+            .is_err()
+    );
+    s.pairing_done(ACCOUNT.into(), dev, [1; 16], vec![8], now())
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.pairing_done(ACCOUNT.into(), dev, [1; 16], vec![9], now())
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let row = s
+        .pairing(ACCOUNT.into(), dev, now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.done, Some(vec![8]));
 }
 
 #[tokio::test]
