@@ -542,7 +542,13 @@ fn encode_confirmed(c: &Confirmed) -> Vec<u8> {
 }
 
 /// A stored confirmation: genesis, head, approver id and key, and the done message to send.
-type StoredConfirmation = ([u8; 32], [u8; 32], DeviceId, VerifyingKey, Option<PairingDone>);
+type StoredConfirmation = (
+    [u8; 32],
+    [u8; 32],
+    DeviceId,
+    VerifyingKey,
+    Option<PairingDone>,
+);
 
 fn decode_confirmed(b: &[u8]) -> Result<StoredConfirmation, ClientError> {
     if b.len() != CONFIRMED_BYTES && b.len() != CONFIRMED_DONE_BYTES {

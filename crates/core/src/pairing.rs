@@ -280,11 +280,7 @@ impl ApprovedDevice {
         if done.attempt_id != self.attempt_id {
             return Err(PairingError::Mismatch("done message of another attempt"));
         }
-        let t = transcript_d(&transcript_a(
-            &self.transcript_b,
-            genesis_hash,
-            roster_head,
-        ));
+        let t = transcript_d(&transcript_a(&self.transcript_b, genesis_hash, roster_head));
         self.macs
             .verify_b(&t, &done.mac)
             .map_err(|_| PairingError::Mismatch("done message with a wrong MAC"))

@@ -115,8 +115,10 @@ pub(crate) enum DeviceCommand {
     },
     /// On a pending device: pair with the trusted device that shows CODE (from `approve`).
     Join {
-        /// The one-time code the approving device printed, XXXX-XXXX.
-        code: String,
+        /// The one-time code the approving device printed, XXXX-XXXX. Omit it (or write
+        /// `-`) to type it at a prompt, or to give it on standard input, so that it stays
+        /// out of `ps` and shell history.
+        code: Option<String>,
         /// How long to wait for the approving device, e.g. 90s, 10m.
         #[arg(long, default_value = "10m")]
         timeout: String,

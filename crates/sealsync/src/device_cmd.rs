@@ -31,7 +31,9 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
         DeviceCommand::Approve { device_id, timeout } => {
             crate::pairing_cmd::approve(&home, &device_id, &timeout)
         }
-        DeviceCommand::Join { code, timeout } => crate::pairing_cmd::join(&home, &code, &timeout),
+        DeviceCommand::Join { code, timeout } => {
+            crate::pairing_cmd::join(&home, code.as_deref(), &timeout)
+        }
         DeviceCommand::Pending => crate::pairing_cmd::pending(&home),
         DeviceCommand::Put {
             collection,

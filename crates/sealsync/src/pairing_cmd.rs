@@ -5,7 +5,7 @@
 //! device is trusted. The recovery secret is never taken from the command line: it comes
 //! from `SEALSYNC_RECOVERY`, a prompt without echo on a terminal, or standard input.
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::io::{BufRead as _, IsTerminal as _, Read as _, Write as _};
 use std::path::Path;
 use std::time::Duration;
 
@@ -144,11 +144,34 @@ pub(crate) fn approve(home: &Path, device_id: &str, wait: &str) -> anyhow::Resul
     Ok(())
 }
 
-pub(crate) fn join(home: &Path, code: &str, wait: &str) -> anyhow::Result<()> {
+/// The pairing code from a prompt on a terminal, else the first line of standard input.
+fn read_code() -> anyhow::Result<Zeroizing<String>> {
+    if std::io::stdin().is_terminal() {
+        let code = rpassword::prompt_password("pairing code (shown by approve): ")
+            .context("cannot read the pairing code from the terminal")?;
+        return Ok(Zeroizing::new(code));
+    }
+    let mut line = Zeroizing::new(String::new());
+    std::io::stdin()
+        .lock()
+        .take(256)
+        .read_line(&mut line)
+        .context("cannot read the pairing code from standard input")?;
+    if line.trim().is_empty() {
+        bail!("no pairing code: give the code approve printed, or write it on standard input");
+    }
+    Ok(line)
+}
+
+pub(crate) fn join(home: &Path, code: Option<&str>, wait: &str) -> anyhow::Result<()> {
     let wait = timeout(wait)?;
     let mut replica = open(home)?;
+    let code = match code {
+        Some(c) if c != "-" => Zeroizing::new(c.to_string()),
+        _ => read_code()?,
+    };
     let rt = crate::runtime()?;
-    rt.block_on(replica.join(code, wait))
+    rt.block_on(replica.join(code.trim(), wait))
         .context("pairing failed")?;
     println!("paired: this device is trusted");
     Ok(())

@@ -230,7 +230,22 @@ fn quick_start_over_the_cli() {
         9,
         "first line must be the code XXXX-XXXX: {code:?}"
     );
-    let out = ok(&["device", "--home", phone, "join", &code, "--timeout", "60s"]);
+    // The code on standard input (`join` without CODE): it stays out of `ps`.
+    let mut join = Command::new(BIN)
+        .args(["device", "--home", phone, "join", "--timeout", "60s"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn join");
+    writeln!(join.stdin.take().expect("stdin"), "{code}").expect("write code");
+    let out = join.wait_with_output().expect("join exits");
+    assert!(
+        out.status.success(),
+        "join failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = String::from_utf8(out.stdout).expect("utf8");
     assert!(out.contains("trusted"), "{out}");
     let status = approve.wait().expect("approve exits");
     assert!(status.success(), "approve failed");

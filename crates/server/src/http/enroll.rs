@@ -126,6 +126,7 @@ pub(super) async fn enroll(
         kx_pk: kx_pk.to_bytes(),
         cert_fp: sha256(&cert_der),
         enrolled_ms: now,
+        founds_account: req.new_account,
     };
     let account = state.store.enroll(sha256(&req.ticket), now, device).await?;
     let rows = state.store.roster(account.clone(), 0).await?;

@@ -69,11 +69,7 @@ fn mailbox(row: Option<PairingRow>) -> Result<Response, ApiError> {
             .map(stored::<PairingConfirm>)
             .transpose()?,
         aborted: row.aborted,
-        done: row
-            .done
-            .as_deref()
-            .map(stored::<PairingDone>)
-            .transpose()?,
+        done: row.done.as_deref().map(stored::<PairingDone>).transpose()?,
     }))
 }
 
@@ -227,7 +223,9 @@ pub(super) async fn done(
     let (bytes, msg): (_, PairingDone) = body(&headers, raw, "pairing done").await?;
     let attempt_id = id16(&msg.attempt_id, "attempt id")?;
     if msg.mac.len() != 32 {
-        return Err(ApiError::bad_request("pairing done MAC has the wrong length"));
+        return Err(ApiError::bad_request(
+            "pairing done MAC has the wrong length",
+        ));
     }
     state
         .store

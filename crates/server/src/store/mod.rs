@@ -125,6 +125,10 @@ pub struct NewDevice {
     pub cert_fp: [u8; 32],
     /// Enrollment time, ms since the Unix epoch.
     pub enrolled_ms: u64,
+    /// The device founds its account (`--new-account`): the enrollment is refused, in the
+    /// transaction that would spend the ticket, when the account has a roster or another
+    /// active device (a founder that has not uploaded its genesis yet).
+    pub founds_account: bool,
 }
 
 /// An enrolled device.
@@ -280,7 +284,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// In one transaction: finds the ticket by hash, checks it is unexpired at `now_ms` and
     /// unused, marks it used and inserts the device. Returns the ticket's account.
-    /// Errors: [`StoreError::TicketInvalid`], [`StoreError::DeviceExists`] (nothing changed).
+    /// Errors: [`StoreError::TicketInvalid`], [`StoreError::DeviceExists`],
+    /// [`StoreError::Conflict`] for a founder of an account that has devices (nothing
+    /// changed).
     fn enroll(
         &self,
         ticket_hash: [u8; 32],

@@ -223,6 +223,19 @@ impl Inner {
             if exists {
                 return Err(StoreError::DeviceExists);
             }
+            if d.founds_account {
+                // MS-09: checked here, not only before the certificate is issued, so that
+                // two founders enrolling at once cannot both succeed.
+                let taken: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM roster WHERE account = ?1)
+                         OR EXISTS (SELECT 1 FROM devices WHERE account = ?1 AND state = ?2)",
+                    params![account, AdmissionState::Active.as_str()],
+                    |r| r.get(0),
+                )?;
+                if taken {
+                    return Err(StoreError::Conflict("new account requested but the account has devices"));
+                }
+            }
             let marked = tx.execute(
                 "UPDATE tickets SET used_ms = ?1, used_by = ?2 WHERE hash = ?3 AND used_ms IS NULL",
                 params![now_ms, d.device_id.0, ticket_hash],

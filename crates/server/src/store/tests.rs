@@ -26,6 +26,7 @@ fn device(id: u8) -> NewDevice {
         kx_pk: [id; 32],
         cert_fp: [id; 32],
         enrolled_ms: now(),
+        founds_account: false,
     }
 }
 
@@ -141,6 +142,32 @@ async fn duplicate_device_keeps_the_ticket_unused() {
     assert_eq!(s.enroll(t2, now(), device(3)).await.unwrap(), "other");
     let devs = s.account_devices(ACCOUNT.into()).await.unwrap();
     assert_eq!(devs.len(), 1);
+}
+
+#[tokio::test]
+async fn two_founders_of_one_account_cannot_both_enroll() {
+    // MS-09: the check is in the transaction that spends the ticket, so two `--new-account`
+    // enrollments that both passed the handler's early check cannot both succeed.
+    let (_d, s) = store();
+    let t1 = ticket(&s, 1, ACCOUNT, now() + 60_000);
+    let t2 = ticket(&s, 2, ACCOUNT, now() + 60_000);
+    let founder = |id| NewDevice {
+        founds_account: true,
+        ..device(id)
+    };
+    s.enroll(t1, now(), founder(1)).await.unwrap();
+    assert!(matches!(
+        s.enroll(t2, now(), founder(2)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Nothing changed: the ticket is unspent and the second device is unknown.
+    assert!(s.device(DeviceId([2; 16])).await.unwrap().is_none());
+    assert_eq!(s.ticket_account(t2, now()).await.unwrap(), ACCOUNT);
+    // A device that joins (not founding) is not refused by this check.
+    s.enroll(t2, now(), device(2)).await.unwrap();
+    // Another account can still be founded.
+    let t3 = ticket(&s, 3, "other", now() + 60_000);
+    s.enroll(t3, now(), founder(3)).await.unwrap();
 }
 
 #[tokio::test]
