@@ -71,7 +71,7 @@ pub(crate) fn set_mailbox(server: &TestServer, device: DeviceId, column: &str, b
 }
 
 /// Waits (bounded) until the new device's reply is in the mailbox.
-async fn reply_arrives(server: &TestServer, device: DeviceId) -> PairingReply {
+pub(crate) async fn reply_arrives(server: &TestServer, device: DeviceId) -> PairingReply {
     for _ in 0..600 {
         if let (_, Some(reply), _, _) = mailbox(server, device) {
             return sealsync_proto::decode(&reply).expect("reply");
@@ -344,7 +344,7 @@ fn shadow(b: &DeviceKeys) -> (Vec<RosterRow>, Vec<u8>, DeviceId) {
     (rows, envelope.encode_to_vec(), id)
 }
 
-fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

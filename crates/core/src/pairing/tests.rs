@@ -182,13 +182,13 @@ fn done_message_proves_the_new_device_confirmed_and_cannot_be_forged() {
     // MAC_B itself (the reply's tag, which the server has seen) is not a valid MAC_D.
     let replayed = PairingDone {
         attempt_id: confirmed.done.attempt_id.clone(),
-        mac: reply.mac.clone(),
+        mac: reply.mac,
     };
     assert_eq!(
         approved.verify_done(&[0x33; 32], &[0x44; 32], &replayed),
         Err(PairingError::Mismatch("done message with a wrong MAC"))
     );
-    let mut flipped = confirmed.done.clone();
+    let mut flipped = confirmed.done;
     flipped.mac[0] ^= 1;
     assert!(
         approved
