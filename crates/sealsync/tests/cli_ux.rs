@@ -345,3 +345,106 @@ fn a_put_under_a_fast_clock_does_not_wedge_the_cli() {
     assert_eq!(c["pending_batches"], 0, "{s}");
     assert_eq!(c["records"], 2, "{s}");
 }
+
+#[test]
+fn a_clock_days_behind_gets_a_hint_to_check_the_clock() {
+    // NA-10: with the device's clock really moved two days back (libfaketime), the server's
+    // certificate is not valid yet; the one error line says to check the clock.
+    if Command::new("faketime").arg("--version").output().is_err() {
+        // .ci/run installs faketime; a machine without it cannot move a process's clock.
+        eprintln!("skipped: faketime is not installed (apt-get install faketime)");
+        return;
+    }
+    let (_tmp, _server, _data, home) = one_device();
+    ok(&["device", "--home", &home, "sync"]);
+    let out = Command::new("faketime")
+        .args(["-f", "-2d", BIN, "device", "--home", &home, "sync"])
+        .output()
+        .expect("run sealsync under faketime");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8(out.stderr).expect("utf8");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("not valid yet"), "{err}");
+    assert!(
+        err.contains("check this device's date, time and time zone"),
+        "{err}"
+    );
+    // The clock put right, the same command works.
+    ok(&["device", "--home", &home, "sync"]);
+}
+
+#[test]
+fn the_recovery_secret_is_read_from_a_terminal_prompt_without_echo() {
+    // MS-06: `enroll --recovery` on a terminal prompts for the secret and does not echo
+    // it. util-linux `script` gives the command a pseudo-terminal; what the test writes to
+    // script's stdin is typed at that terminal.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: util-linux script is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_server, _port) = start_server(tmp.path());
+    let data = tmp.path().join("srv").to_str().expect("path").to_string();
+    let first = tmp.path().join("first").to_str().expect("path").to_string();
+    let bundle = ok(&["admin", "--data", &data, "enroll", "--account", "tty"]);
+    let out = ok(&[
+        "device",
+        "--home",
+        &first,
+        "enroll",
+        bundle.trim(),
+        "--name",
+        "first",
+        "--new-account",
+    ]);
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("recovery secret: "))
+        .expect("the recovery secret line")
+        .to_string();
+    let second = tmp
+        .path()
+        .join("second")
+        .to_str()
+        .expect("path")
+        .to_string();
+    let bundle = ok(&["admin", "--data", &data, "enroll", "--account", "tty"]);
+    let command = format!(
+        "{BIN} device --home {second} enroll {} --name second --recovery",
+        bundle.trim()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("SEALSYNC_RECOVERY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn script");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = child.stdout.take().expect("stdout");
+    // A stuck child must fail the test, not hang it.
+    let pid = child.id();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    });
+    // Type once the prompt is up (input sent before echo is turned off may be dropped).
+    let mut shown = Vec::new();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&shown).contains("recovery secret: ") {
+        let n = std::io::Read::read(&mut stdout, &mut byte).expect("read the terminal");
+        assert_eq!(n, 1, "no prompt: {}", String::from_utf8_lossy(&shown));
+        shown.push(byte[0]);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    writeln!(stdin, "{secret}").expect("type the secret");
+    std::io::Read::read_to_end(&mut stdout, &mut shown).expect("read the terminal");
+    let status = child.wait().expect("wait");
+    drop(stdin);
+    let shown = String::from_utf8_lossy(&shown).into_owned();
+    assert!(status.success(), "{shown}");
+    assert!(shown.contains("recovery secret: "), "no prompt: {shown}");
+    assert!(shown.contains("state: trusted"), "{shown}");
+    assert!(!shown.contains(&secret), "the secret was echoed: {shown}");
+}
