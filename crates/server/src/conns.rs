@@ -7,10 +7,12 @@
 //!   [`Limits::unauthenticated`] in all and [`Limits::unauthenticated_per_addr`] per source
 //!   address (an IPv4 address, or an IPv6 /64). A new connection is never turned away: when
 //!   its address is at its cap, that address's oldest unauthenticated connection is evicted;
-//!   when the pool is full, the oldest connection of the address holding the most is. So a
-//!   flood from one address only ever displaces itself, and a flood from many addresses
-//!   displaces the longest-waiting connections first, while each newcomer gets its chance
-//!   to complete a handshake.
+//!   when the pool is full, the oldest connection of the network holding the most is (an
+//!   IPv4 address, or an IPv6 /48: the usual allocation of one site, so an attacker with a
+//!   routed /48 spreading one connection over each of its /64s counts as one network). So a
+//!   flood from one address or /48 only ever displaces itself, and a flood from many
+//!   networks displaces the longest-waiting connections first, while each newcomer gets its
+//!   chance to complete a handshake.
 //! * **Devices**: connections whose handshake verified a device certificate. At most
 //!   [`Limits::devices`] in all, so the unauthenticated traffic can never take them, and at
 //!   most [`Limits::per_device`] per device id: a device's newest connection evicts its own
@@ -100,6 +102,14 @@ pub(crate) enum AddrKey {
 }
 
 impl AddrKey {
+    /// The network the pool-full eviction counts by: IPv4 addresses whole, IPv6 by /48.
+    fn network(self) -> AddrKey {
+        match self {
+            AddrKey::V4(_) => self,
+            AddrKey::V6(p) => AddrKey::V6([p[0], p[1], p[2], p[3], p[4], p[5], 0, 0]),
+        }
+    }
+
     /// The key of `ip`.
     pub(crate) fn of(ip: IpAddr) -> AddrKey {
         match ip {
@@ -162,6 +172,8 @@ struct Inner {
     unauth: BTreeMap<u64, (AddrKey, oneshot::Sender<()>)>,
     /// The ids of `unauth` per address.
     by_addr: HashMap<AddrKey, BTreeSet<u64>>,
+    /// The ids of `unauth` per network ([`AddrKey::network`]).
+    by_network: HashMap<AddrKey, BTreeSet<u64>>,
     /// Device connections by device, then id.
     devices: HashMap<DeviceId, BTreeMap<u64, oneshot::Sender<()>>>,
     /// Number of entries across `devices`.
@@ -171,10 +183,15 @@ struct Inner {
 impl Inner {
     fn remove_unauth(&mut self, id: u64) -> Option<oneshot::Sender<()>> {
         let (addr, tx) = self.unauth.remove(&id)?;
-        if let Some(ids) = self.by_addr.get_mut(&addr) {
-            ids.remove(&id);
-            if ids.is_empty() {
-                self.by_addr.remove(&addr);
+        for (map, key) in [
+            (&mut self.by_addr, addr),
+            (&mut self.by_network, addr.network()),
+        ] {
+            if let Some(ids) = map.get_mut(&key) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    map.remove(&key);
+                }
             }
         }
         Some(tx)
@@ -229,7 +246,7 @@ impl Slots {
             MadeRoom::SameAddress
         } else if inner.unauth.len() >= self.limits.unauthenticated {
             let busiest = inner
-                .by_addr
+                .by_network
                 .values()
                 .filter_map(|ids| ids.first().map(|first| (ids.len(), *first)))
                 // Most connections first; among equals, the oldest.
@@ -247,6 +264,11 @@ impl Slots {
         let (tx, rx) = oneshot::channel();
         inner.unauth.insert(id, (addr, tx));
         inner.by_addr.entry(addr).or_default().insert(id);
+        inner
+            .by_network
+            .entry(addr.network())
+            .or_default()
+            .insert(id);
         drop(inner);
         let slot = Slot {
             slots: Arc::clone(self),
@@ -398,6 +420,25 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_over_many_64s_of_one_48_only_displaces_itself() {
+        // NA-14: an attacker with a routed /48 holds one connection on each of many /64s,
+        // under every per-address cap, and keeps opening more. The pool counts its /48 as
+        // one network: the churn evicts its own connections, never an honest handshake
+        // that started before the flood.
+        let slots = Slots::new(SMALL);
+        let (_honest, mut honest, _) = slots.admit(ip("10.9.9.9"));
+        let (_v6, mut v6, _) = slots.admit(ip("2001:db8:ffff:1::1"));
+        let mut flood = Vec::new();
+        for i in 0..50u32 {
+            flood.push(slots.admit(ip(&format!("2001:db8:1:{i:x}::1"))));
+        }
+        assert!(!evicted(&mut honest), "an IPv4 handshake was evicted");
+        assert!(!evicted(&mut v6), "another /48's handshake was evicted");
+        assert_eq!(flood.last().unwrap().2, MadeRoom::PoolFull);
+        assert_eq!(slots.unauthenticated(), SMALL.unauthenticated);
+    }
+
+    #[test]
     fn dropped_slots_free_their_place() {
         let slots = Slots::new(SMALL);
         let held: Vec<_> = (0..4)
@@ -454,7 +495,15 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_counts_by_64_and_mapped_ipv4_as_ipv4() {
+    fn ipv6_counts_by_64_and_by_48_and_mapped_ipv4_as_ipv4() {
+        assert_eq!(
+            AddrKey::of(ip("2001:db8:1:2::1")).network(),
+            AddrKey::of(ip("2001:db8:1:ffff::1")).network()
+        );
+        assert_ne!(
+            AddrKey::of(ip("2001:db8:1:2::1")).network(),
+            AddrKey::of(ip("2001:db8:2:2::1")).network()
+        );
         assert_eq!(
             AddrKey::of(ip("2001:db8:1:2::1")),
             AddrKey::of(ip("2001:db8:1:2:ffff::9"))
