@@ -28,25 +28,37 @@ fn timeout(text: &str) -> anyhow::Result<Duration> {
     Ok(d)
 }
 
+/// One secret line: from a prompt without echo when standard input is a terminal, else
+/// the first line of standard input (at most 4 KiB). `what` names it in errors; `missing`
+/// is the error when the line is empty.
+fn read_secret_line(prompt: &str, what: &str, missing: &str) -> anyhow::Result<Zeroizing<String>> {
+    if std::io::stdin().is_terminal() {
+        let text = rpassword::prompt_password(prompt)
+            .with_context(|| format!("cannot read the {what} from the terminal"))?;
+        return Ok(Zeroizing::new(text));
+    }
+    let mut line = Zeroizing::new(String::new());
+    std::io::stdin()
+        .lock()
+        .take(4096)
+        .read_line(&mut line)
+        .with_context(|| format!("cannot read the {what} from standard input"))?;
+    if line.trim().is_empty() {
+        bail!("{missing}");
+    }
+    Ok(line)
+}
+
 /// The recovery secret from the environment, a silent prompt, or standard input.
 fn read_recovery_secret() -> anyhow::Result<Zeroizing<String>> {
     if let Ok(v) = std::env::var(RECOVERY_ENV) {
         return Ok(Zeroizing::new(v));
     }
-    if std::io::stdin().is_terminal() {
-        let secret = rpassword::prompt_password("recovery secret: ")
-            .context("cannot read the recovery secret from the terminal")?;
-        return Ok(Zeroizing::new(secret));
-    }
-    let mut line = Zeroizing::new(String::new());
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("cannot read the recovery secret from standard input")?;
-    if line.trim().is_empty() {
-        bail!("no recovery secret: set {RECOVERY_ENV} or write it on standard input");
-    }
-    Ok(line)
+    read_secret_line(
+        "recovery secret: ",
+        "recovery secret",
+        &format!("no recovery secret: set {RECOVERY_ENV} or write it on standard input"),
+    )
 }
 
 /// An enrollment error in CLI terms (the library's messages name no flags).
@@ -146,21 +158,11 @@ pub(crate) fn approve(home: &Path, device_id: &str, wait: &str) -> anyhow::Resul
 
 /// The pairing code from a prompt on a terminal, else the first line of standard input.
 fn read_code() -> anyhow::Result<Zeroizing<String>> {
-    if std::io::stdin().is_terminal() {
-        let code = rpassword::prompt_password("pairing code (shown by approve): ")
-            .context("cannot read the pairing code from the terminal")?;
-        return Ok(Zeroizing::new(code));
-    }
-    let mut line = Zeroizing::new(String::new());
-    std::io::stdin()
-        .lock()
-        .take(256)
-        .read_line(&mut line)
-        .context("cannot read the pairing code from standard input")?;
-    if line.trim().is_empty() {
-        bail!("no pairing code: give the code approve printed, or write it on standard input");
-    }
-    Ok(line)
+    read_secret_line(
+        "pairing code (shown by approve): ",
+        "pairing code",
+        "no pairing code: give the code approve printed, or write it on standard input",
+    )
 }
 
 pub(crate) fn join(home: &Path, code: Option<&str>, wait: &str) -> anyhow::Result<()> {

@@ -284,5 +284,20 @@ mod tests {
             ),
             Ok(0)
         );
+        // Only its subject posts a genesis (another device of the account cannot found it
+        // under its own or anyone's keys).
+        let b = dev();
+        assert!(matches!(
+            check_append(
+                &[],
+                &fine,
+                &body(&fine),
+                "acct",
+                b.id,
+                Some(&record(&a)),
+                NOW
+            ),
+            Err(AppendRefusal::Forbidden(_))
+        ));
     }
 }

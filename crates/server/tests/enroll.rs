@@ -193,13 +193,34 @@ async fn a_device_id_cannot_enroll_twice() {
     let sign = SigningKey::generate();
     let (status, _) = post_enroll(&server, &request(&server.bundle("acme").ticket, &sign)).await;
     assert_eq!(status, 200);
-    let second = server.bundle("acme");
+    let second = server.bundle("globex");
     let (status, body) = post_enroll(&server, &request(&second.ticket, &sign)).await;
     assert_eq!(status, 409);
     generic_error(&body);
     // The refused attempt left the second ticket usable.
     let (status, _) = post_enroll(&server, &request(&second.ticket, &SigningKey::generate())).await;
     assert_eq!(status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_founder_is_refused_while_the_first_has_no_genesis() {
+    // MS-09: the founder check runs in the enrollment transaction: while the account's
+    // first device has not posted its genesis, another `new_account` enrollment is refused
+    // (409) and its ticket stays unspent.
+    let server = TestServer::start().await;
+    let (status, _) = post_enroll(
+        &server,
+        &request(&server.bundle("acme").ticket, &SigningKey::generate()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let second = server.bundle("acme");
+    let (status, body) =
+        post_enroll(&server, &request(&second.ticket, &SigningKey::generate())).await;
+    assert_eq!(status, 409);
+    assert_eq!(generic_error(&body).code, "conflict");
+    assert!(ticket_unspent(&server, &second.ticket).await);
     server.stop().await;
 }
 
