@@ -82,7 +82,7 @@ pub enum ClientError {
     /// The approver added the new device and sealed the account keys to it, but the new
     /// device did not report, in time, that it is trusted.
     #[error(
-        "device {device} was added and the account keys were sealed to it, but it did not report being trusted within {secs} s: run `sync` or `join` again on it, then check `status` there"
+        "device {device} was added and the account keys were sealed to it, but it did not report being trusted within {secs} s: run `sync` on it, then check its `status`"
     )]
     PairingUnconfirmed {
         /// The device being approved.
