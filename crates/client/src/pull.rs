@@ -215,6 +215,8 @@ impl Replica {
                 hash: vh.hash,
                 hlc_max: Hlc(vh.header.hlc_max),
                 mutations,
+                // This device's own batch (one its restored home forgot): kept in the outbox.
+                own_bytes: (author == me).then(|| sealsync_proto::encode(sealed)),
             });
         }
         Ok(out)

@@ -60,18 +60,22 @@ fn restore_home(replica: Replica, backup: &Path) -> Replica {
     Replica::open(&home).expect("open restored home")
 }
 
-/// A syncs edits, its home is backed up (closed), A syncs two more batches that B pulls,
-/// and A's home is restored from the backup: returns A (restored), B and the backup.
+/// A syncs edits (and, if `unsent`, makes one more that it has not sealed yet), its home is
+/// backed up (closed), A syncs two more batches that B pulls, and A's home is restored from
+/// the backup: returns A (restored), B and the backup.
 async fn restored_after_two_lost_batches(
     server: &TestServer,
+    unsent: bool,
 ) -> (Replica, Replica, tempfile::TempDir) {
     let (mut a, mut b, _) = approved_pair(server, "acme").await;
     a.put("notes", "k1", b"v1").expect("put");
     a.put("notes", "k2", b"v2").expect("put");
     a.sync().await.expect("sync");
-    // Not yet sealed when the backup is taken; sealed and pushed after it.
-    a.put("notes", "unsent", b"put before the backup")
-        .expect("put");
+    if unsent {
+        // Not yet sealed when the backup is taken; sealed and pushed after it.
+        a.put("notes", "unsent", b"put before the backup")
+            .expect("put");
+    }
     let backup = tempfile::tempdir().expect("tempdir");
     let home = a.home().to_path_buf();
     drop(a);
@@ -108,7 +112,7 @@ async fn restored_home_takes_back_its_own_batches_and_loses_no_edit() {
     // restored from an older backup; CD-05: the restored device never gets a second batch
     // at one of its seqs accepted (the server keeps one batch per seq).
     let server = TestServer::start().await;
-    let (mut a, mut b, _backup) = restored_after_two_lost_batches(&server).await;
+    let (mut a, mut b, _backup) = restored_after_two_lost_batches(&server, true).await;
     let before = stored_batches(&server, &a);
 
     // Edits after the restore: sealed at seq 2, which the server holds with other content.
@@ -198,7 +202,7 @@ async fn own_batches_that_do_not_verify_are_a_fork_and_change_nothing() {
     // another device's batch in its place is not this device's chain: refused, nothing
     // changes, and the genuine chain is taken back once the server serves it again.
     let server = TestServer::start().await;
-    let (mut a, mut b, _backup) = restored_after_two_lost_batches(&server).await;
+    let (mut a, mut b, _backup) = restored_after_two_lost_batches(&server, true).await;
     a.put("notes", "new", b"written after the restore")
         .expect("put");
     let genuine = stored_batches(&server, &a);
@@ -321,7 +325,7 @@ async fn resealed_batch_at_a_used_seq_has_a_fresh_salt_and_key() {
     // pair repeats. The server refuses it, and it is dropped once the device takes its own
     // seq 2 back.
     let server = TestServer::start().await;
-    let (mut a, _b, _backup) = restored_after_two_lost_batches(&server).await;
+    let (mut a, _b, _backup) = restored_after_two_lost_batches(&server, true).await;
     a.put("notes", "new", b"written after the restore")
         .expect("put");
     // Keep the re-sealed batch in A's outbox: refuse the adoption once (a bad signature on
@@ -375,6 +379,34 @@ async fn resealed_batch_at_a_used_seq_has_a_fresh_salt_and_key() {
     assert_eq!(
         new.prev_batch_hash, genuine[2].1,
         "not sealed after the server's head"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restored_home_without_new_edits_pulls_its_batches_and_keeps_their_bytes() {
+    // CF-12, CF-10: a restored home that sealed nothing new pulls the batches it forgot as
+    // the next ones of its own chain, and keeps their exact bytes to re-send them to a
+    // server restored from before them.
+    let server = TestServer::start().await;
+    let (mut a, _b, _backup) = restored_after_two_lost_batches(&server, false).await;
+    let genuine = stored_batches(&server, &a);
+    let report = a.sync().await.expect("sync");
+    assert!(report.errors.is_empty(), "{report}");
+    assert_eq!(
+        (report.pulled_batches, report.pushed_batches),
+        (2, 0),
+        "{report}"
+    );
+    assert_eq!(
+        a.get("notes", "lost").expect("get").as_deref(),
+        Some(&b"written after the backup"[..])
+    );
+    assert_eq!(outbox_row(&a, 2), (genuine[1].2.clone(), true));
+    assert_eq!(outbox_row(&a, 3), (genuine[2].2.clone(), true));
+    assert_eq!(
+        a.status().expect("status").collections[0].pending_batches,
+        0
     );
     server.stop().await;
 }
