@@ -150,9 +150,11 @@ pub enum ClientError {
     #[error("crypto: {0}")]
     Crypto(#[from] sealsync_crypto::CryptoError),
     /// After a push was refused with 409, the server's chain head for this device in a
-    /// collection is not a point of this device's own chain: a different hash at a seq this
-    /// device sealed, or a seq it never sealed. The server forked or forged this device's
-    /// history; nothing was changed locally (MS-30).
+    /// collection is not a point of this device's own chain (a different hash at a seq this
+    /// device sealed, or a seq it never sealed), and the server's batches of this device do
+    /// not verify as its chain from a common point up to that head (which is what a home
+    /// restored from an older backup sees, and takes back). The server forked or forged
+    /// this device's history; nothing was changed locally (MS-30).
     #[error(
         "the server forked this device's history in collection {collection:?}: {detail}; nothing was changed locally and nothing was re-sent; keep this device's data and report this to the server's operator"
     )]
@@ -175,6 +177,15 @@ pub enum ClientError {
         from: u64,
         /// Last lost seq.
         to: u64,
+    },
+    /// Another sync of this home (another handle or process) was still running after
+    /// waiting for it (see [`crate::Replica::sync`]). Nothing was done; sync again later.
+    #[error(
+        "another sync of this device's home is still running (waited {waited_secs} s for it); nothing was done: sync again once it has finished"
+    )]
+    SyncBusy {
+        /// How long this sync waited.
+        waited_secs: u64,
     },
     /// A batch could not be built or a pulled batch failed verification; nothing of it was
     /// applied.

@@ -37,9 +37,11 @@ mod pairing;
 mod pull;
 mod refresh;
 mod replica;
+mod restore;
 mod rollback;
 mod store;
 mod sync;
+mod sync_lock;
 #[cfg(test)]
 mod testutil;
 mod types;
@@ -54,6 +56,7 @@ pub use pairing::Approval;
 #[doc(hidden)]
 pub use replica::CLOCK_SKEW_ENV;
 pub use sealsync_core::{Policy, VersionId};
+pub use sync_lock::SYNC_LOCK_WAIT;
 pub use types::{
     CollectionStatus, Conflict, ConflictVersion, DeviceState, EnrollOptions, Enrolled,
     HistoryEntry, LastError, PendingDeviceInfo, PolicyChange, Status, SyncIssue, SyncReport,

@@ -117,6 +117,20 @@ impl Replica {
         entries: &[LogEntry],
         ckeys: &mut HashMap<u32, SymmetricKey>,
     ) -> Result<Vec<PulledBatch>, ClientError> {
+        self.verify_entries(coll, cid, entries, ckeys, None)
+    }
+
+    /// [`Replica::verify_page`], or with `own_from`, the same checks for batches of this
+    /// device's own chain continuing from `own_from` instead of from its stored chain state:
+    /// only this device's key in the roster is accepted as a signer (`crate::restore`).
+    pub(crate) fn verify_entries(
+        &self,
+        coll: &CollInfo,
+        cid: CollectionId,
+        entries: &[LogEntry],
+        ckeys: &mut HashMap<u32, SymmetricKey>,
+        own_from: Option<ChainState>,
+    ) -> Result<Vec<PulledBatch>, ClientError> {
         let fail = |author: String, error: BatchError| ClientError::Batch {
             check: error.check(),
             collection: coll.name.clone(),
@@ -126,6 +140,16 @@ impl Replica {
         let keys = self.account_keys()?;
         let roster = self.trusted_roster()?;
         let mut chains: HashMap<DeviceId, ChainState> = HashMap::new();
+        let me = self.device_id;
+        if let Some(state) = own_from {
+            chains.insert(me, state);
+        }
+        let signer = |d: &DeviceId| {
+            if own_from.is_some() && *d != me {
+                return None;
+            }
+            roster.member(d).map(|m| m.sign_pk)
+        };
         let mut page_hashes: HashMap<(DeviceId, u64), BatchHash> = HashMap::new();
         let mut out = Vec::new();
         for entry in entries {
@@ -135,8 +159,7 @@ impl Replica {
                     BatchError::Malformed("log entry without a batch"),
                 )
             })?;
-            let vh = verify_batch(sealed, |d| roster.member(d).map(|m| m.sign_pk))
-                .map_err(|e| fail(header_author(sealed), e))?;
+            let vh = verify_batch(sealed, signer).map_err(|e| fail(header_author(sealed), e))?;
             let author = vh.device;
             vh.check_log(&self.account, &cid)
                 .map_err(|e| fail(author.to_string(), e))?;
@@ -156,7 +179,8 @@ impl Replica {
                     .or_else(|| self.store.known_hash(&author, coll.id, seq).ok().flatten())
             });
             match check {
-                ChainCheck::Duplicate => continue,
+                // An adopted chain (`own_from`) has no duplicates: every batch is after it.
+                ChainCheck::Duplicate if own_from.is_none() => continue,
                 ChainCheck::Next => {}
                 other => return Err(fail(author.to_string(), BatchError::Chain(other))),
             }
@@ -191,6 +215,8 @@ impl Replica {
                 hash: vh.hash,
                 hlc_max: Hlc(vh.header.hlc_max),
                 mutations,
+                // This device's own batch (one its restored home forgot): kept in the outbox.
+                own_bytes: (author == me).then(|| sealsync_proto::encode(sealed)),
             });
         }
         Ok(out)

@@ -9,6 +9,9 @@
 //! `stat` of the key store file; the key store is decrypted again only when its file changed
 //! or the stored state says trusted while this handle holds no account keys.
 //!
+//! Syncs are also serialized across handles and processes (`crate::sync_lock`): their
+//! seal, push and acknowledgement steps span network calls, which no transaction can.
+//!
 //! It also heals a store left by an older version, where a collection created through a
 //! handle opened while pending never got its blinded id: once trusted, every collection
 //! without one gets it.

@@ -1,11 +1,15 @@
-//! Resuming after the server was restored from an older backup (CF-10, groundwork for MS-28).
+//! Resuming after the server, or this device's home, was restored from an older backup
+//! (CF-10, CF-12, CF-19; groundwork for MS-28).
 //!
 //! A restored server has lost the last batches this device had pushed and that it had
 //! acknowledged, so it refuses the device's next batch with 409 (a gap), forever. The device
 //! still has those batches: the outbox keeps the exact sealed bytes of every batch it sent.
-//! When a push is refused with 409, [`Replica::recover_rollback`] asks the server for this
-//! device's chain head (`GET /v1/chain`) in each collection of the refused request and
-//! judges it against what the device itself sealed ([`judge_head`]):
+//! A restored device home is the other way round: the server holds batches of this device
+//! that the restored home forgot, and refuses (409, equivocation) the other batches the
+//! device seals at those seqs. When a push is refused with 409,
+//! [`Replica::recover_rollback`] asks the server for this device's chain head
+//! (`GET /v1/chain`) in each collection of the refused request and judges it against what
+//! the device itself sealed ([`judge_head`]):
 //!
 //! - the head is the device's own last batch: the server lost nothing there;
 //! - the head is an earlier batch of the device, with the hash the device sealed at that
@@ -13,11 +17,19 @@
 //!   unchanged, so the retried push re-sends identical bytes (devices that already had them
 //!   see duplicates, never forks), and the collection's pull cursor goes back to 0 because
 //!   the server renumbered its log;
-//! - any other head (another hash at a seq the device sealed, or a seq it never sealed) is a
-//!   fork or forgery: [`ClientError::ServerFork`], and nothing changes.
+//! - any other head (another hash at a seq the device sealed, or a seq it never sealed) is
+//!   what a restored home sees: the device looks for its own batches on the server from the
+//!   last point both agree on up to that head and verifies them as pulled batches are
+//!   verified (signature by its own key in the roster, chain from its own sealed hash, same
+//!   account and collection: `crate::restore`). If they verify, it takes them back (their
+//!   edits are applied, its chain moves to the server's head) and its own newer batches,
+//!   which the server never took, are dropped and their edits sealed again after the head
+//!   and pushed in the same sync (`store::adopt`): nothing is lost on either side.
+//!   Otherwise the head is a fork or forgery: [`ClientError::ServerFork`], and nothing
+//!   changes.
 //!
-//! Every collection is judged before anything is changed, and the change is one
-//! transaction.
+//! Every collection is judged (and its batches on the server verified) before anything is
+//! changed; each collection's change is one transaction.
 
 use sealsync_core::BatchHash;
 use sealsync_proto::ChainHead;
@@ -81,19 +93,39 @@ pub(crate) fn judge_head(
     })
 }
 
+/// What [`Replica::recover_rollback`] changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Recovered {
+    /// Batches put back into the outbox for a restored server.
+    pub(crate) resent: u64,
+    /// This device's own batches taken back from the server (a restored home).
+    pub(crate) adopted: u64,
+    /// Edits of this device put back as unsent, to be sealed after the adopted batches.
+    pub(crate) resealed: u64,
+}
+
+impl Recovered {
+    /// Whether anything changed, so that the refused push is worth retrying.
+    pub(crate) fn changed(&self) -> bool {
+        self.resent > 0 || self.adopted > 0
+    }
+}
+
 impl Replica {
     /// After a push refused with 409: judges this device's chain head on the server in
-    /// each local collection of `colls` and puts lost batches back into the outbox (see the
-    /// module documentation). Returns the number of batches put back; 0 means the refusal
-    /// was not caused by a restore. A fork or forgery, or lost batches this device no longer
-    /// keeps, is an error and changes nothing.
+    /// each local collection of `colls`, puts lost batches back into the outbox, or takes
+    /// back this device's own batches that its restored home forgot (see the module
+    /// documentation). Nothing changed means the refusal was not caused by a restore. A
+    /// fork or forgery, or lost batches this device no longer keeps, is an error and
+    /// changes nothing.
     pub(crate) async fn recover_rollback(
         &mut self,
         conn: &mut Connection,
         colls: &[i64],
-    ) -> Result<u64, ClientError> {
+    ) -> Result<Recovered, ClientError> {
         let me = self.device_id;
         let mut plan = Vec::new();
+        let mut adopt = Vec::new();
         for coll in self.store.collections()? {
             let Some(cid) = coll.cid else { continue };
             if !colls.contains(&coll.id) {
@@ -105,7 +137,30 @@ impl Replica {
                 self.store.known_hash(&me, coll.id, seq)?.ok_or_else(|| {
                     corrupt(format!("no hash of own batch {seq} in {:?}", coll.name))
                 })
-            })?;
+            });
+            let verdict = match verdict {
+                Err(ClientError::ServerFork { collection, detail }) => {
+                    // A restored home, if the server's chain from a common point is ours.
+                    match self.own_chain_on_server(conn, &coll, cid, &head).await? {
+                        Ok(own) => {
+                            tracing::warn!(
+                                collection = %coll.name, common_seq = own.common.last_seq,
+                                server_seq = head.last_seq, sealed_seq = sealed_last,
+                                "the server holds batches of this device that its home forgot (restored from a backup?); taking them back"
+                            );
+                            adopt.push((coll, own));
+                            continue;
+                        }
+                        Err(why) => {
+                            return Err(ClientError::ServerFork {
+                                collection,
+                                detail: format!("{detail}; {why}"),
+                            });
+                        }
+                    }
+                }
+                other => other?,
+            };
             let HeadVerdict::Behind { last_seq } = verdict else {
                 continue;
             };
@@ -122,7 +177,18 @@ impl Replica {
             );
             plan.push((coll.id, last_seq));
         }
-        self.store.requeue_sent(&plan)
+        let mut done = Recovered {
+            resent: self.store.requeue_sent(&plan)?,
+            ..Recovered::default()
+        };
+        for (coll, own) in adopt {
+            let adopted = self
+                .store
+                .adopt_own_batches(&coll, &own.common, own.batches)?;
+            done.adopted += adopted.batches;
+            done.resealed += adopted.restamped;
+        }
+        Ok(done)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The sync engine: roster, keys, descriptors, push and pull.
 //!
-//! One [`Replica::sync`] runs, over one mutual-TLS connection:
+//! One [`Replica::sync`] runs, holding the home's sync lock (one sync at a time across
+//! handles and processes: `crate::sync_lock`), over one mutual-TLS connection:
 //! 0. `GET /v1/status`, learning the offset of the server's clock (trusted time for HLC
 //!    ticks: `crate::clock`, NA-10);
 //! 1. pending first-device uploads (genesis, recovery blob) if an earlier attempt failed;
@@ -11,16 +12,17 @@
 //!    confirmed genesis and roster head, and only then is the device trusted;
 //! 4. for a trusted device: pin each new collection's descriptor in the roster or adopt the
 //!    policy another device pinned first (`crate::collections`), seal unsent edits into the
-//!    outbox, push the outbox of pinned collections (after a 409, re-sending what a restored server lost: see
-//!    `rollback`), then pull every pinned collection page by page (`crate::pull`). Each page is
-//!    verified completely (roster key signature, roster head known, chain, epoch,
+//!    outbox, push the outbox of pinned collections (after a 409, re-sending what a
+//!    restored server lost, or taking back the batches a restored home forgot: see
+//!    `rollback`), then pull every pinned collection page by page (`crate::pull`). Each
+//!    page is verified completely (roster key signature, roster head known, chain, epoch,
 //!    commitment, decryption, mutation checks) before one transaction applies it and moves
 //!    the cursor; a failing page is refused whole and reported (CF-06, MS-12, MS-16, MS-23,
 //!    MS-25, MS-26).
 
 use std::collections::{BTreeSet, HashMap};
 
-use sealsync_core::{AccountKeys, CollectionId};
+use sealsync_core::{AccountKeys, BatchHash, CollectionId};
 use sealsync_proto::{PushRequest, PushResponse, RosterResponse, Sealed, StatusResponse};
 
 use crate::Replica;
@@ -76,7 +78,15 @@ impl Replica {
     /// Synchronises with the server; see the module documentation for the steps. The
     /// outcome is kept in the local store for [`Replica::status`] (`last_sync`,
     /// `last_error`).
+    ///
+    /// One sync runs at a time per home, across every handle and process on it
+    /// (`crate::sync_lock`). If another sync of this home is running, this one waits for it
+    /// to finish, then runs (so edits made meanwhile are pushed), checking every 25 ms for
+    /// up to [`crate::SYNC_LOCK_WAIT`] (2 minutes); after that it returns
+    /// [`ClientError::SyncBusy`] having done nothing. Dropping the future releases the
+    /// home for the next sync. Reads and local edits never wait for a sync.
     pub async fn sync(&mut self) -> Result<SyncReport, ClientError> {
+        let _lock = crate::sync_lock::lock_sync(&self.home, crate::SYNC_LOCK_WAIT).await?;
         self.refresh()?;
         let result = self.sync_steps().await;
         // Recording the outcome must not hide it: a failure to record is only logged.
@@ -277,7 +287,9 @@ impl Replica {
     /// that collection's push: it is reported in `report.errors` (check `push`) and the sync
     /// goes on with the other collections and the pulls. A push refused with 409 first
     /// triggers [`Replica::recover_rollback`] for that collection (at most once per call); if
-    /// that puts lost batches back into the outbox, the push is retried.
+    /// that puts lost batches back into the outbox, or takes back this device's own batches
+    /// that its restored home forgot (then the edits put back are sealed after them), the
+    /// push is retried.
     async fn push_outbox(
         &mut self,
         conn: &mut Connection,
@@ -294,9 +306,15 @@ impl Replica {
                 return Ok(indices);
             };
             if matches!(error, ClientError::Server { status: 409, .. }) && judged.insert(coll) {
-                let resent = self.recover_rollback(conn, &[coll]).await?;
-                if resent > 0 {
-                    report.resent_batches += resent;
+                let recovered = self.recover_rollback(conn, &[coll]).await?;
+                if recovered.changed() {
+                    report.resent_batches += recovered.resent;
+                    report.adopted_batches += recovered.adopted;
+                    report.resealed_versions += recovered.resealed;
+                    if recovered.adopted > 0 {
+                        // The edits put back after the adopted batches.
+                        self.seal_outbox()?;
+                    }
                     continue;
                 }
             }
@@ -344,8 +362,11 @@ impl Replica {
             .into_iter()
             .filter(|e| pinned.contains(&e.coll) && !skip.contains(&e.coll))
             .collect();
-        let coll_of: HashMap<(CollectionId, u64), i64> =
-            entries.iter().map(|e| ((e.cid, e.seq), e.coll)).collect();
+        // An acknowledgement marks the exact batch that was sent: (collection, seq, hash).
+        let coll_of: HashMap<(CollectionId, u64), (i64, BatchHash)> = entries
+            .iter()
+            .map(|e| ((e.cid, e.seq), (e.coll, e.hash)))
+            .collect();
         let mut i = 0;
         while i < entries.len() {
             let mut request = PushRequest::default();
@@ -372,8 +393,8 @@ impl Replica {
                 let Ok(cid) = CollectionId::from_slice(&r.collection_id) else {
                     continue;
                 };
-                if let Some(coll) = coll_of.get(&(cid, r.seq)) {
-                    acked.push((*coll, r.seq));
+                if let Some((coll, hash)) = coll_of.get(&(cid, r.seq)) {
+                    acked.push((*coll, r.seq, *hash));
                     indices.entry(*coll).or_default().insert(r.log_index);
                 }
             }
@@ -384,7 +405,14 @@ impl Replica {
                     request.batches.len()
                 )));
             }
-            self.store.ack_outbox(&acked)?;
+            let marked = self.store.ack_outbox(&acked)?;
+            if marked != acked.len() {
+                tracing::warn!(
+                    acknowledged = acked.len(),
+                    marked,
+                    "outbox batches changed while they were pushed; those stay pending"
+                );
+            }
             report.pushed_batches += acked.len() as u64;
         }
         Ok(Ok(()))

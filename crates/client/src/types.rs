@@ -261,6 +261,12 @@ pub struct SyncReport {
     /// Of `pushed_batches`, those the server had acknowledged before but lost (restored
     /// from an older backup), re-sent with their exact bytes.
     pub resent_batches: u64,
+    /// This device's own batches taken back from the server: its home had been restored
+    /// from an older backup (or cloned) and had forgotten them. Their edits are applied.
+    pub adopted_batches: u64,
+    /// Edits this device made after such a restore, sealed again after the batches taken
+    /// back (their version ids changed; none is lost).
+    pub resealed_versions: u64,
     /// Batches pulled, verified and applied.
     pub pulled_batches: u64,
     /// New versions applied from pulled batches.
@@ -303,6 +309,13 @@ impl fmt::Display for SyncReport {
                 f,
                 "; re-sent {} batches the server had lost (restored from a backup?)",
                 self.resent_batches
+            )?;
+        }
+        if self.adopted_batches > 0 {
+            write!(
+                f,
+                "; took back {} of this device's batches that its home had lost (restored from a backup?) and sealed {} newer edits after them",
+                self.adopted_batches, self.resealed_versions
             )?;
         }
         if self.became_trusted {

@@ -13,13 +13,15 @@
 //!   value only for `fields`);
 //! - `chains`/`chain_hashes`: per author and collection, the applied chain and the hash of
 //!   every applied batch (the device's own sealed batches included);
-//! - `outbox`: every batch this device sealed, with its exact bytes; `acked` once the server
-//!   acknowledged it. Acknowledged batches are kept so that they can be re-sent byte for byte
+//! - `outbox`: every batch this device sealed, with its exact bytes and hash; `acked` once
+//!   the server acknowledged that very batch (matched by hash), or for batches of its own
+//!   taken back from the server after its home was restored (`adopt`). Acknowledged batches are kept so that they can be re-sent byte for byte
 //!   to a server restored from an older backup (CF-10). They are the device's own ciphertext;
 //!   a later compaction can drop those below a verified log head.
 //!
 //! Every change is one transaction, committed before the call returns (CF-01, CF-06).
 
+mod adopt;
 mod pull;
 mod records;
 mod restamp;
@@ -34,6 +36,7 @@ use sealsync_crypto::SymmetricKey;
 use crate::clock::DeviceClock;
 use crate::error::ClientError;
 
+pub(crate) use adopt::AdoptedBatch;
 pub(crate) use pull::{PulledBatch, VerifiedPage};
 pub(crate) use seal::SealContext;
 

@@ -1,5 +1,7 @@
 //! Applying a verified page of pulled batches: versions, records, chains, cursor and clock in
-//! one transaction (CF-06: the cursor moves only when the apply commits).
+//! one transaction (CF-06: the cursor moves only when the apply commits). A pulled batch of
+//! this device's own chain (one its home, restored from an older backup, forgot) is also
+//! kept in the outbox, acknowledged, with its exact bytes (CF-10).
 
 use rusqlite::{OptionalExtension, params};
 use sealsync_core::{BatchHash, ChainState, DeviceId, Hlc, VersionId};
@@ -17,6 +19,10 @@ pub(crate) struct PulledBatch {
     pub(crate) hash: BatchHash,
     pub(crate) hlc_max: Hlc,
     pub(crate) mutations: Vec<sealsync_proto::Mutation>,
+    /// For a batch of this device's own chain (which its home, restored from an older
+    /// backup, forgot): the exact bytes served, kept in the outbox as acknowledged so they
+    /// can be re-sent to a restored server (CF-10).
+    pub(crate) own_bytes: Option<Vec<u8>>,
 }
 
 /// A fully verified page, ready to apply.
@@ -73,6 +79,12 @@ impl Store {
         let mut versions = Vec::new();
         for b in page.batches {
             advance_chain(&tx, &b.author, coll.id, b.seq, &b.hash, b.hlc_max)?;
+            if let Some(bytes) = &b.own_bytes {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO outbox (coll, seq, bytes, hash, acked) VALUES (?1, ?2, ?3, ?4, 1)",
+                )?
+                .execute(params![coll.id, b.seq as i64, bytes, b.hash.as_slice()])?;
+            }
             for m in b.mutations {
                 versions.push(NewVersion {
                     vid: VersionId::new(Hlc(m.hlc), b.author),

@@ -163,130 +163,174 @@ impl Store {
     /// ids; records and `supersedes` lists that named an old id are updated. One
     /// transaction. Returns the number of versions re-stamped.
     pub(crate) fn restamp_future(&mut self, limit: Hlc, now_ms: u64) -> Result<usize, ClientError> {
-        let me = self.device;
-        let bound = vid_bound(limit);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let colls: BTreeMap<i64, super::CollInfo> = {
-            let mut st = tx.prepare_cached(
-                "SELECT id, name, policy, cid, pinned, cursor, created_hlc FROM collections",
-            )?;
-            let rows = st.query_map([], super::row_to_coll)?;
-            rows.map(|r| r?.map(|c| (c.id, c)))
-                .collect::<Result<_, _>>()?
-        };
-        // (row id, collection, key, old id, sealed value), in old-stamp order.
-        type Row = (i64, i64, String, Vec<u8>, Vec<u8>);
-        let future: Vec<Row> = {
-            let mut st = tx.prepare_cached(
-                "SELECT id, coll, key, vid, value FROM versions
-                 WHERE batch_seq IS NULL AND origin = ?1 AND vid > ?2 ORDER BY vid",
-            )?;
-            let rows = st.query_map(params![me.0.as_slice(), bound], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?;
-            rows.collect::<Result<_, _>>()?
-        };
-        // The floor: the highest stamp that stays (module docs).
-        let floor: Option<Vec<u8>> = tx
-            .prepare_cached(
-                "SELECT MAX(vid) FROM versions
-                 WHERE NOT (batch_seq IS NULL AND origin = ?1 AND vid > ?2)",
-            )?
-            .query_row(params![me.0.as_slice(), bound], |r| r.get(0))?;
-        let floor = floor
-            .map(|v| hlc_of_vid(&v))
-            .transpose()?
-            .unwrap_or_default();
-        let stored = {
-            let b: Option<Vec<u8>> = tx
-                .prepare_cached("SELECT v FROM meta WHERE k = ?1")?
-                .query_row([meta::HLC_LAST], |r| r.get(0))
-                .optional()?;
-            b.map(|b| {
-                b.try_into()
-                    .map(|b| Hlc(u64::from_be_bytes(b)))
-                    .map_err(|_| corrupt("bad hlc"))
-            })
-            .transpose()?
-            .unwrap_or_default()
-        };
-        if future.is_empty() && stored <= limit.max(floor) {
+        let plan = plan_restamp(&tx, &self.device, &vid_bound(limit), None)?;
+        if plan.future.is_empty() && plan.stored <= limit.max(plan.floor) {
             return Ok(0);
         }
-        let mut clock = HlcClock::new(floor);
-        let mut renamed: BTreeMap<VersionId, VersionId> = BTreeMap::new();
-        let mut touched: BTreeSet<(i64, String)> = BTreeSet::new();
-        let mut updates = Vec::with_capacity(future.len());
-        for (id, coll, key, old, sealed) in future {
-            let info = colls
-                .get(&coll)
-                .ok_or_else(|| corrupt("version of an unknown collection"))?;
-            let old = VersionId::from_slice(&old).map_err(|_| corrupt("version id"))?;
-            let value = sealsync_crypto::open_random_nonce(
-                &self.storage_key,
-                &value_aad(&info.name, &key, &old),
-                &sealed,
-            )
-            .map_err(|_| {
-                corrupt(format!(
-                    "value of {key:?} in {:?} does not decrypt",
-                    info.name
-                ))
-            })?;
-            let new = VersionId::new(clock.tick(now_ms), me);
-            let resealed = sealsync_crypto::seal_random_nonce(
-                &self.storage_key,
-                &value_aad(&info.name, &key, &new),
-                &value,
-            );
-            renamed.insert(old, new);
-            touched.insert((coll, key));
-            updates.push((id, new, resealed));
-        }
-        {
-            // Two passes, so a new id never meets an old one still in place (UNIQUE).
-            let mut park =
-                tx.prepare_cached("UPDATE versions SET vid = x'00' || vid WHERE id = ?1")?;
-            for (id, ..) in &updates {
-                park.execute([id])?;
-            }
-            let mut set =
-                tx.prepare_cached("UPDATE versions SET vid = ?1, value = ?2 WHERE id = ?3")?;
-            for (id, new, resealed) in &updates {
-                set.execute(params![new.0.as_slice(), resealed, id])?;
-            }
-        }
-        if !renamed.is_empty() {
-            // Only versions that never left this device can name a re-stamped id.
-            let lists: Vec<(i64, Vec<u8>)> = {
-                let mut st = tx.prepare_cached(
-                    "SELECT id, supersedes FROM versions
-                     WHERE batch_seq IS NULL AND origin = ?1 AND length(supersedes) > 0",
-                )?;
-                let rows = st.query_map([me.0.as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                rows.collect::<Result<_, _>>()?
-            };
-            let mut set = tx.prepare_cached("UPDATE versions SET supersedes = ?1 WHERE id = ?2")?;
-            for (id, list) in lists {
-                let ids = decode_ids(&list)?;
-                if ids.iter().any(|v| renamed.contains_key(v)) {
-                    let ids: Vec<VersionId> =
-                        ids.iter().map(|v| *renamed.get(v).unwrap_or(v)).collect();
-                    set.execute(params![encode_ids(&ids), id])?;
-                }
-            }
-        }
-        for (coll, key) in &touched {
-            if let Some(info) = colls.get(coll) {
-                recompute_record(&tx, &self.storage_key, info, key)?;
-            }
-        }
-        let last = clock.last();
-        set_meta_tx(&tx, meta::HLC_LAST, Some(&last.0.to_be_bytes()))?;
+        let floor = plan.floor;
+        let (n, last) = run_restamp(&tx, &self.storage_key, &self.device, plan, floor, now_ms)?;
         tx.commit()?;
         self.clock = HlcClock::new(last);
-        Ok(updates.len())
+        Ok(n)
     }
+}
+
+/// One version to re-stamp: (row id, collection, key, old id, sealed value).
+type RestampRow = (i64, i64, String, Vec<u8>, Vec<u8>);
+
+/// Versions to re-stamp, read inside the caller's IMMEDIATE transaction.
+pub(super) struct RestampPlan {
+    colls: BTreeMap<i64, super::CollInfo>,
+    /// (row id, collection, key, old id, sealed value), in old-stamp order.
+    future: Vec<RestampRow>,
+    /// The highest stamp of every version that keeps its stamp (module docs).
+    pub(super) floor: Hlc,
+    /// The stored HLC.
+    pub(super) stored: Hlc,
+}
+
+/// Selects this device's unsent versions whose id is above `bound` (all of them for an
+/// empty `bound`: every id is above the empty blob), in local collection `only` if given.
+pub(super) fn plan_restamp(
+    tx: &rusqlite::Transaction<'_>,
+    me: &sealsync_core::DeviceId,
+    bound: &[u8],
+    only: Option<i64>,
+) -> Result<RestampPlan, ClientError> {
+    let colls: BTreeMap<i64, super::CollInfo> = {
+        let mut st = tx.prepare_cached(
+            "SELECT id, name, policy, cid, pinned, cursor, created_hlc FROM collections",
+        )?;
+        let rows = st.query_map([], super::row_to_coll)?;
+        rows.map(|r| r?.map(|c| (c.id, c)))
+            .collect::<Result<_, _>>()?
+    };
+    let future = {
+        let mut st = tx.prepare_cached(
+            "SELECT id, coll, key, vid, value FROM versions
+             WHERE batch_seq IS NULL AND origin = ?1 AND vid > ?2 AND (?3 IS NULL OR coll = ?3)
+             ORDER BY vid",
+        )?;
+        let rows = st.query_map(params![me.0.as_slice(), bound, only], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let floor: Option<Vec<u8>> = tx
+        .prepare_cached(
+            "SELECT MAX(vid) FROM versions
+             WHERE NOT (batch_seq IS NULL AND origin = ?1 AND vid > ?2 AND (?3 IS NULL OR coll = ?3))",
+        )?
+        .query_row(params![me.0.as_slice(), bound, only], |r| r.get(0))?;
+    let floor = floor
+        .map(|v| hlc_of_vid(&v))
+        .transpose()?
+        .unwrap_or_default();
+    let stored = {
+        let b: Option<Vec<u8>> = tx
+            .prepare_cached("SELECT v FROM meta WHERE k = ?1")?
+            .query_row([meta::HLC_LAST], |r| r.get(0))
+            .optional()?;
+        b.map(|b| {
+            b.try_into()
+                .map(|b| Hlc(u64::from_be_bytes(b)))
+                .map_err(|_| corrupt("bad hlc"))
+        })
+        .transpose()?
+        .unwrap_or_default()
+    };
+    Ok(RestampPlan {
+        colls,
+        future,
+        floor,
+        stored,
+    })
+}
+
+/// Gives the planned versions fresh ticks above `start` (in their old order), re-seals their
+/// values at rest, renames them in `supersedes` lists, recomputes their records and stores
+/// the last new stamp as the HLC. Returns the number re-stamped and that last stamp (`start`
+/// when there was none).
+pub(super) fn run_restamp(
+    tx: &rusqlite::Transaction<'_>,
+    storage_key: &sealsync_crypto::SymmetricKey,
+    me: &sealsync_core::DeviceId,
+    plan: RestampPlan,
+    start: Hlc,
+    now_ms: u64,
+) -> Result<(usize, Hlc), ClientError> {
+    let RestampPlan { colls, future, .. } = plan;
+    let mut clock = HlcClock::new(start);
+    let mut renamed: BTreeMap<VersionId, VersionId> = BTreeMap::new();
+    let mut touched: BTreeSet<(i64, String)> = BTreeSet::new();
+    let mut updates = Vec::with_capacity(future.len());
+    for (id, coll, key, old, sealed) in future {
+        let info = colls
+            .get(&coll)
+            .ok_or_else(|| corrupt("version of an unknown collection"))?;
+        let old = VersionId::from_slice(&old).map_err(|_| corrupt("version id"))?;
+        let value = sealsync_crypto::open_random_nonce(
+            storage_key,
+            &value_aad(&info.name, &key, &old),
+            &sealed,
+        )
+        .map_err(|_| {
+            corrupt(format!(
+                "value of {key:?} in {:?} does not decrypt",
+                info.name
+            ))
+        })?;
+        let new = VersionId::new(clock.tick(now_ms), *me);
+        let resealed = sealsync_crypto::seal_random_nonce(
+            storage_key,
+            &value_aad(&info.name, &key, &new),
+            &value,
+        );
+        renamed.insert(old, new);
+        touched.insert((coll, key));
+        updates.push((id, new, resealed));
+    }
+    {
+        // Two passes, so a new id never meets an old one still in place (UNIQUE).
+        let mut park = tx.prepare_cached("UPDATE versions SET vid = x'00' || vid WHERE id = ?1")?;
+        for (id, ..) in &updates {
+            park.execute([id])?;
+        }
+        let mut set =
+            tx.prepare_cached("UPDATE versions SET vid = ?1, value = ?2 WHERE id = ?3")?;
+        for (id, new, resealed) in &updates {
+            set.execute(params![new.0.as_slice(), resealed, id])?;
+        }
+    }
+    if !renamed.is_empty() {
+        // Only versions that never left this device can name a re-stamped id.
+        let lists: Vec<(i64, Vec<u8>)> = {
+            let mut st = tx.prepare_cached(
+                "SELECT id, supersedes FROM versions
+                 WHERE batch_seq IS NULL AND origin = ?1 AND length(supersedes) > 0",
+            )?;
+            let rows = st.query_map([me.0.as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut set = tx.prepare_cached("UPDATE versions SET supersedes = ?1 WHERE id = ?2")?;
+        for (id, list) in lists {
+            let ids = decode_ids(&list)?;
+            if ids.iter().any(|v| renamed.contains_key(v)) {
+                let ids: Vec<VersionId> =
+                    ids.iter().map(|v| *renamed.get(v).unwrap_or(v)).collect();
+                set.execute(params![encode_ids(&ids), id])?;
+            }
+        }
+    }
+    for (coll, key) in &touched {
+        if let Some(info) = colls.get(coll) {
+            recompute_record(tx, storage_key, info, key)?;
+        }
+    }
+    let last = clock.last();
+    set_meta_tx(tx, meta::HLC_LAST, Some(&last.0.to_be_bytes()))?;
+    Ok((updates.len(), last))
 }

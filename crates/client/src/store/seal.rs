@@ -40,6 +40,8 @@ pub(crate) struct OutboxEntry {
     pub(crate) coll: i64,
     pub(crate) cid: CollectionId,
     pub(crate) seq: u64,
+    /// The batch hash the outbox row holds (an acknowledgement must name it).
+    pub(crate) hash: BatchHash,
     pub(crate) bytes: Vec<u8>,
 }
 
@@ -221,7 +223,7 @@ impl Store {
     /// Unacknowledged outbox entries in (collection, seq) order.
     pub(crate) fn outbox(&self) -> Result<Vec<OutboxEntry>, ClientError> {
         let mut st = self.conn.prepare_cached(
-            "SELECT o.coll, c.cid, o.seq, o.bytes FROM outbox o JOIN collections c ON c.id = o.coll
+            "SELECT o.coll, c.cid, o.seq, o.bytes, o.hash FROM outbox o JOIN collections c ON c.id = o.coll
              WHERE o.acked = 0 ORDER BY o.coll, o.seq",
         )?;
         let mut rows = st.query([])?;
@@ -236,24 +238,35 @@ impl Store {
                 cid,
                 seq: r.get::<_, i64>(2)? as u64,
                 bytes: r.get(3)?,
+                hash: r
+                    .get::<_, Vec<u8>>(4)?
+                    .try_into()
+                    .map_err(|_| corrupt("outbox hash"))?,
             });
         }
         Ok(out)
     }
 
-    /// Marks outbox entries acknowledged; their bytes are kept (see the module docs of
-    /// `store`).
-    pub(crate) fn ack_outbox(&mut self, acked: &[(i64, u64)]) -> Result<(), ClientError> {
+    /// Marks outbox entries acknowledged, each only while its row still holds the batch
+    /// with the hash that was sent (a row re-sealed since, by another handle, stays
+    /// unacknowledged and is pushed later); their bytes are kept (see the module docs of
+    /// `store`). Returns the number of rows marked.
+    pub(crate) fn ack_outbox(
+        &mut self,
+        acked: &[(i64, u64, BatchHash)],
+    ) -> Result<usize, ClientError> {
         let tx = self.conn.transaction()?;
+        let mut marked = 0;
         {
-            let mut st =
-                tx.prepare_cached("UPDATE outbox SET acked = 1 WHERE coll = ?1 AND seq = ?2")?;
-            for (coll, seq) in acked {
-                st.execute(params![coll, *seq as i64])?;
+            let mut st = tx.prepare_cached(
+                "UPDATE outbox SET acked = 1 WHERE coll = ?1 AND seq = ?2 AND hash = ?3",
+            )?;
+            for (coll, seq, hash) in acked {
+                marked += st.execute(params![coll, *seq as i64, hash.as_slice()])?;
             }
         }
         tx.commit()?;
-        Ok(())
+        Ok(marked)
     }
 
     /// Unacknowledged outbox batches of one collection.

@@ -42,11 +42,14 @@ fn restore(backup: &Path, home: &Path) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restored_home_seals_the_same_seq_under_a_new_key() {
-    // Issue 5 defect 3 (AES-GCM key and nonce reuse after a restore); CD-05 for the second
-    // push. A copy of a device's home and the original each seal a different edit at the
-    // same seq: the two batches carry different salts and key commitments, so their keys
-    // differ and the all-zero nonce is never reused under one key.
+async fn copied_home_seals_under_a_new_key_and_takes_back_the_original_batch() {
+    // Issue 5 defect 3 (AES-GCM key and nonce reuse after a restore); CD-05, CF-12 for the
+    // second push. A copy of a device's home and the original each seal a different edit at
+    // the same seq 2. The original pushes first; the server refuses the copy's seq 2
+    // (equivocation), and the copy takes back the original's batch (its own device's chain,
+    // verified) and seals its edit again at seq 3, under a fresh salt and key. Both end with
+    // both edits. (The salts of the two batches sealed at seq 2 are compared in
+    // crates/sealsync/tests/restored_home.rs.)
     let server = TestServer::start().await;
     let (mut a, _b) = pair(&server).await;
     a.put("notes", "k", b"base").unwrap();
@@ -60,20 +63,36 @@ async fn restored_home_seals_the_same_seq_under_a_new_key() {
     one.put("notes", "k", b"one").unwrap();
     two.put("notes", "k", b"two").unwrap();
     round(&mut [&mut one]).await;
-    // The copy's batch at the same seq is refused by the server (equivocation).
-    assert!(two.sync().await.is_err());
+    let report = two.sync().await.unwrap();
+    assert!(report.errors.is_empty(), "{report}");
+    assert_eq!(
+        (
+            report.adopted_batches,
+            report.resealed_versions,
+            report.pushed_batches
+        ),
+        (1, 1, 1),
+        "{report}"
+    );
     let (h1, h2) = (
         last_sealed_header(&home, "notes"),
         last_sealed_header(&copy, "notes"),
     );
     assert_eq!(
-        (h1.seq, &h1.device_id, &h1.collection_id, h1.key_epoch),
-        (h2.seq, &h2.device_id, &h2.collection_id, h2.key_epoch)
+        (&h1.device_id, &h1.collection_id, h1.key_epoch),
+        (&h2.device_id, &h2.collection_id, h2.key_epoch)
     );
-    assert_eq!(h1.seq, 2);
-    assert_eq!(h1.salt.len(), 32);
+    assert_eq!((h1.seq, h2.seq), (2, 3));
+    assert_eq!(h2.salt.len(), 32);
     assert_ne!(h1.salt, h2.salt);
     assert_ne!(h1.key_commitment, h2.key_commitment);
+    // The original pulls the copy's seq 3 as the next batch of its own chain.
+    round(&mut [&mut one]).await;
+    for r in [&one, &two] {
+        assert_eq!(r.get("notes", "k").unwrap().as_deref(), Some(&b"two"[..]));
+        assert_eq!(r.history("notes", "k").unwrap().len(), 3);
+    }
+    assert_eq!(one.state_root().unwrap(), two.state_root().unwrap());
     server.stop().await;
 }
 

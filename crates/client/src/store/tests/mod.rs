@@ -35,6 +35,7 @@ fn remote(author: DeviceId, seq: u64, muts: Vec<Mut<'_>>) -> PulledBatch {
                 supersedes: sup.iter().map(|s| s.0.to_vec()).collect(),
             })
             .collect(),
+        own_bytes: None,
     }
 }
 

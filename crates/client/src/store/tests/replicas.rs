@@ -232,8 +232,9 @@ impl World {
                 format!("outbox seq {} out of order", e.seq)
             })?;
         }
-        let acked: Vec<(i64, u64)> = out.iter().map(|e| (e.coll, e.seq)).collect();
-        r.store.ack_outbox(&acked).map_err(fail)
+        let acked: Vec<_> = out.iter().map(|e| (e.coll, e.seq, e.hash)).collect();
+        r.store.ack_outbox(&acked).map_err(fail)?;
+        Ok(())
     }
 
     /// Appends to `dev`'s log a random part (`all`: everything) of what was pushed and is

@@ -24,6 +24,49 @@ fn unacked_hlc_max(r: &Replica) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// Acknowledges every unacknowledged outbox batch, as the server's answer would.
+fn ack_all(r: &mut Replica) {
+    let sent: Vec<_> = r
+        .store
+        .outbox()
+        .unwrap()
+        .iter()
+        .map(|e| (e.coll, e.seq, e.hash))
+        .collect();
+    assert_eq!(r.store.ack_outbox(&sent).unwrap(), sent.len());
+}
+
+#[test]
+fn an_acknowledgement_marks_only_the_batch_that_was_sent() {
+    // CF-12 (no acknowledged edit lost), CD-05: batch 1 is sent; before its
+    // acknowledgement comes back, it is unsealed and sealed again (another handle
+    // re-stamping it, with a fresh salt). The acknowledgement names the batch sent, so it
+    // must not mark the new batch 1, which the server never received.
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = offline_replica(dir.path());
+    r.put("notes", "k", b"v").unwrap();
+    r.seal_outbox().unwrap();
+    let sent = r.store.outbox().unwrap();
+    assert_eq!(sent.len(), 1);
+    let notes = r.store.collection("notes").unwrap().unwrap();
+    assert_eq!(r.store.unseal_from(notes.id, 1).unwrap(), 1);
+    r.put("notes", "k2", b"written in between").unwrap();
+    assert_eq!(r.seal_outbox().unwrap(), 1);
+    let resealed = r.store.outbox().unwrap();
+    assert_eq!(resealed[0].seq, 1);
+    assert_ne!(resealed[0].hash, sent[0].hash);
+
+    let ack = [(sent[0].coll, sent[0].seq, sent[0].hash)];
+    assert_eq!(r.store.ack_outbox(&ack).unwrap(), 0);
+    let pending = r.store.outbox().unwrap();
+    assert_eq!(pending.len(), 1, "the re-sealed batch was marked as sent");
+    assert_eq!(pending[0].hash, resealed[0].hash);
+    assert_eq!(r.status().unwrap().collections[0].pending_batches, 1);
+    // Its own acknowledgement marks it.
+    ack_all(&mut r);
+    assert_eq!(r.status().unwrap().collections[0].pending_batches, 0);
+}
+
 #[test]
 fn future_batches_are_unsealed_and_restamped_keeping_order() {
     // NA-10, CD-08: the wedge of a device whose clock ran an hour fast.
@@ -35,9 +78,8 @@ fn future_batches_are_unsealed_and_restamped_keeping_order() {
     r.put("m", "x", b"base").unwrap();
     assert_eq!(r.seal_outbox().unwrap(), 2);
     let notes = r.store.collection("notes").unwrap().unwrap();
-    let m = r.store.collection("m").unwrap().unwrap();
     // The server accepted both.
-    r.store.ack_outbox(&[(notes.id, 1), (m.id, 1)]).unwrap();
+    ack_all(&mut r);
     let accepted = r.history("notes", "k").unwrap()[0].hlc;
 
     // The clock runs an hour fast: a sealed batch and unsent edits are dated in the future.
@@ -122,7 +164,7 @@ fn acknowledged_batches_are_never_unsealed() {
     r.put("notes", "k", b"v").unwrap();
     r.seal_outbox().unwrap();
     let notes = r.store.collection("notes").unwrap().unwrap();
-    r.store.ack_outbox(&[(notes.id, 1)]).unwrap();
+    ack_all(&mut r);
     let before = r.store.kept_after(notes.id, 0).unwrap();
     assert!(r.store.unseal_from(notes.id, 1).is_err());
     assert_eq!(r.store.kept_after(notes.id, 0).unwrap(), before);

@@ -62,8 +62,8 @@ fn acknowledged_batches_are_kept_and_can_be_requeued_byte_for_byte() {
     let sent = r.store.outbox().unwrap();
     assert_eq!(sent.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
     let coll = r.store.collection("notes").unwrap().unwrap();
-    let acked: Vec<(i64, u64)> = sent.iter().map(|e| (e.coll, e.seq)).collect();
-    r.store.ack_outbox(&acked).unwrap();
+    let acked: Vec<_> = sent.iter().map(|e| (e.coll, e.seq, e.hash)).collect();
+    assert_eq!(r.store.ack_outbox(&acked).unwrap(), 3);
     r.store.set_cursor(coll.id, 7).unwrap();
     assert!(r.store.outbox().unwrap().is_empty());
     assert_eq!(r.store.outbox_count(coll.id).unwrap(), 0);
