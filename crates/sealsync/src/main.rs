@@ -5,6 +5,7 @@
 //! it helps, what to do.
 #![forbid(unsafe_code)]
 
+mod alloc_tune;
 mod bench;
 mod cli;
 mod demo;
@@ -45,6 +46,7 @@ impl std::fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 fn main() -> ExitCode {
+    alloc_tune::tune();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(&err),
