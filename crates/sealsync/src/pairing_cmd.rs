@@ -116,7 +116,7 @@ pub(crate) fn enroll(
             enrolled.device_id
         );
         println!(
-            "then here: sealsync device --home {} join CODE (the code it prints)",
+            "then here: sealsync device --home {} join (type the code it prints at the prompt)",
             home.display()
         );
     } else {
@@ -141,8 +141,7 @@ pub(crate) fn approve(home: &Path, device_id: &str, wait: &str) -> anyhow::Resul
             // A hint only: a reader that took the first line and closed the pipe is fine.
             let _ = writeln!(
                 out,
-                "on the new device run: sealsync device --home DIR join {} (waiting up to {}s)",
-                approval.code(),
+                "on the new device run: sealsync device --home DIR join, and type the code at its prompt (waiting up to {}s)",
                 wait.as_secs()
             );
             let _ = out.flush();

@@ -4,7 +4,8 @@
 //!
 //! The server cannot learn the code or forge a confirmation; these checks only keep each
 //! mailbox to its two devices and enforce one reply per attempt (one online guess of the
-//! code per attempt). A new start by the approver replaces the attempt.
+//! code per attempt). A new start by the same approver replaces the attempt; another
+//! approver's start waits until it ends.
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};

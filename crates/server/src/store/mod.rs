@@ -366,7 +366,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// [`StoreError::TicketInvalid`].
     fn ticket_account(&self, ticket_hash: [u8; 32], now_ms: u64) -> StoreFuture<'_, String>;
 
-    /// Opens a pairing attempt for (account, device), replacing any earlier one.
+    /// Opens a pairing attempt for (account, device), replacing an earlier one of the same
+    /// approver or one that ended (aborted, done or expired); [`StoreError::Conflict`]
+    /// while another approver's attempt is open.
     fn pairing_start(&self, pairing: NewPairing) -> StoreFuture<'_, ()>;
 
     /// The attempt for (account, device), unless there is none or it expired at `now_ms`.

@@ -29,6 +29,19 @@ pub(super) fn ticket_account(
 }
 
 pub(super) fn start(tx: &Transaction<'_>, p: &NewPairing) -> Result<(), StoreError> {
+    // Another approver's open attempt is not replaced (one member cannot cut off
+    // another's pairing); the same approver's, or an ended one's, is.
+    let busy: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pairings WHERE account = ?1 AND device_id = ?2
+             AND approver != ?3 AND aborted = 0 AND done IS NULL AND expires_ms > ?4)",
+        params![p.account, p.device.0, p.approver.0, p.created_ms],
+        |r| r.get(0),
+    )?;
+    if busy {
+        return Err(StoreError::Conflict(
+            "another device's pairing attempt for this device is open",
+        ));
+    }
     tx.execute(
         "INSERT OR REPLACE INTO pairings
          (account, device_id, attempt_id, approver, start, reply, confirm, done, aborted, created_ms, expires_ms)

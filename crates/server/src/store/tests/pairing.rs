@@ -144,6 +144,23 @@ async fn aborted_replaced_and_expired_attempts_take_nothing() {
             .await
             .is_err()
     );
+    // While an attempt is open, another approver cannot replace it; once it is aborted
+    // (or expired) it can.
+    s.pairing_start(pairing(4, 2, far)).await.unwrap();
+    assert!(matches!(
+        s.pairing_start(pairing(5, 6, far)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        s.pairing(ACCOUNT.into(), dev, now())
+            .await
+            .unwrap()
+            .unwrap()
+            .attempt_id,
+        [4; 16]
+    );
+    s.pairing_abort(ACCOUNT.into(), dev, [4; 16]).await.unwrap();
+    s.pairing_start(pairing(5, 6, far)).await.unwrap();
     // Another account sees nothing.
     assert!(s.pairing("globex".into(), dev, 0).await.unwrap().is_none());
 }
