@@ -27,7 +27,8 @@
 use rusqlite::{OptionalExtension, params};
 use sealsync_core::{ChainState, Hlc, HlcClock, VersionId};
 
-use super::records::{NewVersion, apply_versions, decode_ids, value_aad};
+use super::pull::push_versions;
+use super::records::{apply_versions, decode_ids, value_aad};
 use super::restamp::{plan_restamp, run_restamp};
 use super::seal::advance_chain;
 use super::{CollInfo, PulledBatch, Store, corrupt};
@@ -201,25 +202,7 @@ impl Store {
             for AdoptedBatch { batch: b, bytes } in batches {
                 advance_chain(&tx, &me, coll.id, b.seq, &b.hash, b.hlc_max)?;
                 keep.execute(params![coll.id, b.seq as i64, bytes, b.hash.as_slice()])?;
-                for m in b.mutations {
-                    versions.push(NewVersion {
-                        vid: VersionId::new(Hlc(m.hlc), me),
-                        deleted: m.deleted,
-                        value: if m.deleted { Vec::new() } else { m.value },
-                        supersedes: m
-                            .supersedes
-                            .iter()
-                            .map(|s| VersionId::from_slice(s))
-                            .collect::<Result<_, _>>()
-                            .map_err(|_| {
-                                ClientError::Protocol(
-                                    "malformed supersedes id in a verified batch".into(),
-                                )
-                            })?,
-                        key: m.key,
-                        batch_seq: Some(b.seq),
-                    });
-                }
+                push_versions(&mut versions, me, b.seq, b.mutations)?;
             }
         }
         apply_versions(&tx, &self.storage_key, coll, versions)?;

@@ -85,25 +85,7 @@ impl Store {
                 )?
                 .execute(params![coll.id, b.seq as i64, bytes, b.hash.as_slice()])?;
             }
-            for m in b.mutations {
-                versions.push(NewVersion {
-                    vid: VersionId::new(Hlc(m.hlc), b.author),
-                    deleted: m.deleted,
-                    value: if m.deleted { Vec::new() } else { m.value },
-                    supersedes: m
-                        .supersedes
-                        .iter()
-                        .map(|s| VersionId::from_slice(s))
-                        .collect::<Result<_, _>>()
-                        .map_err(|_| {
-                            ClientError::Protocol(
-                                "malformed supersedes id in a verified batch".into(),
-                            )
-                        })?,
-                    key: m.key,
-                    batch_seq: Some(b.seq),
-                });
-            }
+            push_versions(&mut versions, b.author, b.seq, b.mutations)?;
         }
         let applied = apply_versions(&tx, &self.storage_key, coll, versions)?;
         tx.prepare_cached("UPDATE collections SET cursor = ?1 WHERE id = ?2")?
@@ -120,4 +102,31 @@ impl Store {
             .execute(params![cursor as i64, coll])?;
         Ok(())
     }
+}
+
+/// Appends the versions that the mutations of `author`'s verified batch `seq` make.
+pub(super) fn push_versions(
+    versions: &mut Vec<NewVersion>,
+    author: DeviceId,
+    seq: u64,
+    mutations: Vec<sealsync_proto::Mutation>,
+) -> Result<(), ClientError> {
+    for m in mutations {
+        versions.push(NewVersion {
+            vid: VersionId::new(Hlc(m.hlc), author),
+            deleted: m.deleted,
+            value: if m.deleted { Vec::new() } else { m.value },
+            supersedes: m
+                .supersedes
+                .iter()
+                .map(|s| VersionId::from_slice(s))
+                .collect::<Result<_, _>>()
+                .map_err(|_| {
+                    ClientError::Protocol("malformed supersedes id in a verified batch".into())
+                })?,
+            key: m.key,
+            batch_seq: Some(seq),
+        });
+    }
+    Ok(())
 }
