@@ -8,11 +8,16 @@ use std::process::{Command, Stdio};
 use base64::Engine as _;
 use prost::Message as _;
 
-use crate::cli::{BIN, fails, ok, start_server};
+use crate::cli_kit::{BIN, fails, ok, start_server};
 
 /// A server and one trusted device ("dev", the account's first); returns the temporary
 /// directory, the server process and the device's home.
-fn one_device() -> (tempfile::TempDir, crate::cli::ServerProcess, String, String) {
+fn one_device() -> (
+    tempfile::TempDir,
+    crate::cli_kit::ServerProcess,
+    String,
+    String,
+) {
     let tmp = tempfile::tempdir().expect("tmp");
     let (server, _port) = start_server(tmp.path());
     let data = tmp.path().join("srv").to_str().expect("path").to_string();
@@ -206,7 +211,7 @@ fn status_shows_the_last_sync_and_its_error() {
     assert!(ok(&["device", "--home", &home, "status"]).contains("last error"));
 
     // Back up: a clean sync clears the error.
-    let (_server, _) = crate::cli::restart_server(tmp.path());
+    let (_server, _) = crate::cli_kit::restart_server(tmp.path());
     ok(&["device", "--home", &home, "sync"]);
     assert!(status(&home)["last_error"].is_null());
 }

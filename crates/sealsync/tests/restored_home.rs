@@ -9,24 +9,7 @@ use std::path::Path;
 use sealsync_client::{ClientError, Replica};
 
 use crate::kit::{TestServer, approved_pair};
-
-fn server_db(server: &TestServer) -> rusqlite::Connection {
-    rusqlite::Connection::open(server.data_dir().join("sealsync.db")).expect("open server db")
-}
-
-/// `(seq, hash, bytes)` of every batch `device` has on the server, in seq order.
-fn stored_batches(server: &TestServer, device: &Replica) -> Vec<(u64, Vec<u8>, Vec<u8>)> {
-    let db = server_db(server);
-    let mut st = db
-        .prepare("SELECT seq, hash, bytes FROM batches WHERE device_id = ?1 ORDER BY seq")
-        .expect("prepare");
-    st.query_map([device.device_id().0.to_vec()], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-    })
-    .expect("query")
-    .collect::<Result<_, _>>()
-    .expect("rows")
-}
+use crate::rollback::{server_db, stored_batches};
 
 fn set_batch_bytes(server: &TestServer, device: &Replica, seq: u64, bytes: &[u8]) {
     let n = server_db(server)

@@ -7,12 +7,15 @@ use sealsync_client::{ClientError, EnrollOptions, Replica};
 
 use crate::kit::{TestServer, approved_pair};
 
-fn server_db(server: &TestServer) -> rusqlite::Connection {
+pub(crate) fn server_db(server: &TestServer) -> rusqlite::Connection {
     rusqlite::Connection::open(server.data_dir().join("sealsync.db")).expect("open server db")
 }
 
 /// `(seq, hash, bytes)` of every batch `device` has on the server, in seq order.
-fn stored_batches(server: &TestServer, device: &Replica) -> Vec<(u64, Vec<u8>, Vec<u8>)> {
+pub(crate) fn stored_batches(
+    server: &TestServer,
+    device: &Replica,
+) -> Vec<(u64, Vec<u8>, Vec<u8>)> {
     let db = server_db(server);
     let mut st = db
         .prepare("SELECT seq, hash, bytes FROM batches WHERE device_id = ?1 ORDER BY seq")

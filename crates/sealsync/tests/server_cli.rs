@@ -2,26 +2,18 @@
 //! `init` is the command that works, and `run` without `--listen` serves on the URL's port.
 
 use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sealsync");
 
-/// A `sealsync server run` child process; killed on drop.
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::cli_kit::ServerProcess;
 
 #[test]
 fn run_without_listen_serves_on_the_port_of_the_init_url_as_the_hint_says() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("srv");
     let data = data.to_str().expect("path");
-    let port = crate::cli::free_port();
+    let port = crate::cli_kit::free_port();
     let url = format!("https://127.0.0.1:{port}");
     let out = Command::new(BIN)
         .args(["server", "init", "--data", data, "--url", &url])

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod cli;
+mod cli_kit;
 mod cli_ux;
 mod clock;
 mod crash;
