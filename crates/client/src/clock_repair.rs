@@ -5,14 +5,14 @@
 
 use sealsync_proto::ChainHead;
 
-use crate::Replica;
+use crate::Core;
 use crate::error::ClientError;
 use crate::net::Connection;
 use crate::rollback::{HeadVerdict, judge_head};
 use crate::store::corrupt;
 use crate::types::{SyncIssue, SyncReport};
 
-impl Replica {
+impl Core {
     /// Runs after the server's clock was learned in this sync. Cheap when nothing is wrong:
     /// one meta read (the stored HLC is within the stamp limit).
     pub(crate) async fn repair_future_stamps(

@@ -16,7 +16,7 @@
 use sealsync_core::{Descriptor, pinned_descriptor, seal_descriptor};
 use sealsync_proto::RosterResponse;
 
-use crate::Replica;
+use crate::Core;
 use crate::error::ClientError;
 use crate::net::Connection;
 use crate::store::CollInfo;
@@ -25,7 +25,7 @@ use crate::types::{PolicyChange, SyncIssue, SyncReport};
 /// Attempts to append a pin when other entries keep taking the next roster seq.
 const PIN_ATTEMPTS: usize = 3;
 
-impl Replica {
+impl Core {
     /// Pins or adopts the policy of every local collection with an id, then creates the
     /// collections other devices pinned. Issues (a pinned descriptor that does not open)
     /// go to `report`; such a collection stays unpinned, so it is held.

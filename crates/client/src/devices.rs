@@ -4,13 +4,13 @@
 use sealsync_core::DeviceId;
 use sealsync_proto::PendingDevicesResponse;
 
-use crate::Replica;
+use crate::Core;
 use crate::error::ClientError;
 use crate::types::PendingDeviceInfo;
 
-impl Replica {
+impl Core {
     /// Devices of this account waiting for approval, as the server lists them.
-    pub async fn pending_devices(&mut self) -> Result<Vec<PendingDeviceInfo>, ClientError> {
+    pub(crate) async fn pending_devices(&mut self) -> Result<Vec<PendingDeviceInfo>, ClientError> {
         let mut conn = self.connect().await?;
         let resp: PendingDevicesResponse = conn.get("/v1/devices/pending").await?;
         Ok(resp

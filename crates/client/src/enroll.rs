@@ -19,13 +19,14 @@ use sealsync_proto::{
 };
 use zeroize::Zeroizing;
 
-use crate::Replica;
+use crate::Core;
 use crate::clock::clock_offset;
 use crate::error::ClientError;
 use crate::keystore::{DeviceSecrets, FileKeyStore, KEYSTORE_FILE, KEYSTORE_KEY_FILE, Protection};
 use crate::net::{Connection, ServerUrl, tls};
+use crate::options::{OpenOptions, Timeouts};
 use crate::store::{DB_FILE, Store, meta, now_ms};
-use crate::types::{DeviceState, EnrollOptions, Enrolled};
+use crate::types::{DeviceState, EnrollOptions};
 
 /// Prefix of the one-line enrollment bundle.
 pub(crate) const BUNDLE_PREFIX: &str = "sealsync-enroll:";
@@ -88,14 +89,22 @@ fn make_tls_key(device: DeviceId) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), Clien
     Ok((Zeroizing::new(kp.serialize_der()), csr.der().to_vec()))
 }
 
-impl Replica {
+/// What enrollment made, before it is wrapped in a [`crate::Replica`].
+pub(crate) struct EnrolledCore {
+    pub(crate) core: Core,
+    pub(crate) device_id: DeviceId,
+    pub(crate) state: DeviceState,
+    pub(crate) recovery_secret: Option<Zeroizing<String>>,
+}
+
+impl Core {
     /// Enrolls this device into the account named by `bundle` (from `sealsync admin
     /// enroll`), creating the replica in `home`. See [`Enrolled`] for the outcomes.
-    pub async fn enroll(
+    pub(crate) async fn enroll(
         home: &Path,
         bundle: &str,
         opts: EnrollOptions,
-    ) -> Result<Enrolled, ClientError> {
+    ) -> Result<EnrolledCore, ClientError> {
         for f in [DB_FILE, KEYSTORE_FILE, KEYSTORE_KEY_FILE] {
             if home.join(f).exists() {
                 return Err(ClientError::AlreadyEnrolled(home.to_path_buf()));
@@ -131,7 +140,9 @@ impl Replica {
         // Recovery: the secret must derive the genesis recovery key (MS-09), checked before
         // the ticket is spent, so a wrong secret leaves nothing behind.
         let recovery = match recovery {
-            Some(secret) => Some(check_recovery_secret(&bundle, &secret).await?),
+            Some(secret) => {
+                Some(check_recovery_secret(&bundle, &secret, opts.open.timeouts).await?)
+            }
             None => None,
         };
         create_home(home)?;
@@ -148,8 +159,12 @@ impl Replica {
             account_keys: None,
         };
 
-        let mut conn =
-            Connection::connect(&bundle.server, tls::enroll_config(bundle.ca_pin)?).await?;
+        let mut conn = Connection::connect(
+            &bundle.server,
+            tls::enroll_config(bundle.ca_pin)?,
+            opts.open.timeouts,
+        )
+        .await?;
         let mut request = EnrollRequest {
             ticket: bundle.ticket.to_vec(),
             name: name.clone(),
@@ -176,6 +191,7 @@ impl Replica {
             resp: &resp,
             clock_offset: (resp.server_time_ms != 0)
                 .then(|| clock_offset(resp.server_time_ms, sent, received)),
+            open: &opts.open,
         };
         // No silent new account (MS-09): the server's word that the account is empty, or
         // not, must agree with what the user asked for.
@@ -197,8 +213,8 @@ impl Replica {
             // Pending: nothing of the server's roster is kept or trusted; the genesis comes
             // from the pairing confirmation (`crate::pairing`).
             let replica = base.persist(&secrets, None, DeviceState::Pending, &[])?;
-            return Ok(Enrolled {
-                replica,
+            return Ok(EnrolledCore {
+                core: replica,
                 device_id,
                 state: DeviceState::Pending,
                 recovery_secret: None,
@@ -219,7 +235,7 @@ impl Replica {
         let pin = bundle.ca_pin;
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(secrets.tls_key_der.to_vec().into());
         let config = tls::mtls_config(&resp.ca_der, &pin, &resp.cert_der, key)?;
-        let mut conn = Connection::connect(&bundle.server, config).await?;
+        let mut conn = Connection::connect(&bundle.server, config, opts.open.timeouts).await?;
         let blob: RecoveryBlob = conn.get("/v1/recovery").await?;
         let keys = sealsync_core::open_recovery_blob(
             &blob,
@@ -244,8 +260,8 @@ impl Replica {
         let _: RosterResponse = conn.post("/v1/roster", &entry).await?;
         secrets.account_keys = Some(keys);
         let replica = base.persist(&secrets, Some(&roster), DeviceState::Trusted, &[])?;
-        Ok(Enrolled {
-            replica,
+        Ok(EnrolledCore {
+            core: replica,
             device_id,
             state: DeviceState::Trusted,
             recovery_secret: None,
@@ -273,8 +289,10 @@ fn enroll_refusal(e: ClientError, bundle: &Bundle, new_account: bool) -> ClientE
 async fn check_recovery_secret(
     bundle: &Bundle,
     secret: &RecoverySecret,
+    timeouts: Timeouts,
 ) -> Result<(sealsync_crypto::RecoveryKeys, [u8; 32]), ClientError> {
-    let mut conn = Connection::connect(&bundle.server, tls::enroll_config(bundle.ca_pin)?).await?;
+    let config = tls::enroll_config(bundle.ca_pin)?;
+    let mut conn = Connection::connect(&bundle.server, config, timeouts).await?;
     let preview: EnrollPreview = conn
         .post(
             "/v1/enroll/preview",
@@ -362,6 +380,8 @@ pub(crate) struct Setup<'a> {
     pub(crate) resp: &'a EnrollResponse,
     /// Offset of the server's clock learned at enrollment (`server − local`, ms).
     pub(crate) clock_offset: Option<i64>,
+    /// Key store and timeouts of the new replica.
+    pub(crate) open: &'a OpenOptions,
 }
 
 impl Setup<'_> {
@@ -373,8 +393,20 @@ impl Setup<'_> {
         roster: Option<&Roster>,
         state: DeviceState,
         extra: &[(&str, Option<&[u8]>)],
-    ) -> Result<Replica, ClientError> {
-        FileKeyStore::create(self.home, secrets, Protection::from_env())?;
+    ) -> Result<Core, ClientError> {
+        match (&self.open.key_store, self.open.passphrase_bytes()) {
+            (Some(ks), _) => ks.save(secrets)?,
+            (None, Some(pass)) => {
+                FileKeyStore::create(
+                    self.home,
+                    secrets,
+                    Protection::Passphrase(pass, KdfParams::DEFAULT),
+                )?;
+            }
+            (None, None) => {
+                FileKeyStore::create(self.home, secrets, Protection::KeyFile)?;
+            }
+        }
         let device = secrets.device_id();
         let mut store = Store::open(
             &self.home.join(DB_FILE),
@@ -409,7 +441,7 @@ impl Setup<'_> {
         values.push((meta::DEVICE_ID, Some(&device.0)));
         store.store_roster(&entries, &values)?;
         drop(store);
-        Replica::open(self.home)
+        Core::open(self.home, self.open)
     }
 }
 
@@ -417,7 +449,7 @@ impl Setup<'_> {
 async fn first_device(
     base: Setup<'_>,
     mut secrets: DeviceSecrets,
-) -> Result<Enrolled, ClientError> {
+) -> Result<EnrolledCore, ClientError> {
     let account = base.bundle.account.as_str();
     let keys = AccountKeys::generate();
     let secret = RecoverySecret::generate();
@@ -473,8 +505,8 @@ async fn first_device(
             tracing::warn!(error = %e, "genesis or recovery upload failed; the next sync retries it");
         }
     }
-    Ok(Enrolled {
-        replica,
+    Ok(EnrolledCore {
+        core: replica,
         device_id,
         state: DeviceState::Trusted,
         recovery_secret: Some(secret.display()),

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Why a [`crate::Replica`] operation failed. Messages say what to do next.
+/// Why a [`crate::Core`] operation failed. Messages say what to do next.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -97,6 +97,13 @@ pub enum ClientError {
     /// The enrollment bundle could not be parsed.
     #[error("invalid enrollment bundle: {0}; copy the whole bundle line the operator gave you")]
     Bundle(String),
+    /// The key store is protected by a passphrase and none was given
+    /// ([`crate::OpenOptions::passphrase`]).
+    #[error("this device's key store is protected by a passphrase and none was given")]
+    PassphraseRequired,
+    /// The key store did not open with the passphrase given (or its file is damaged).
+    #[error("cannot open the key store {}: wrong passphrase or damaged file", .0.display())]
+    WrongPassphrase(PathBuf),
     /// The key store could not be opened or written (wrong or missing passphrase, corrupt or
     /// missing file).
     #[error("key store: {0}")]
@@ -179,7 +186,7 @@ pub enum ClientError {
         to: u64,
     },
     /// Another sync of this home (another handle or process) was still running after
-    /// waiting for it (see [`crate::Replica::sync`]). Nothing was done; sync again later.
+    /// waiting for it (see [`crate::Core::sync`]). Nothing was done; sync again later.
     #[error(
         "another sync of this device's home is still running (waited {waited_secs} s for it); nothing was done: sync again once it has finished"
     )]
@@ -187,6 +194,10 @@ pub enum ClientError {
         /// How long this sync waited.
         waited_secs: u64,
     },
+    /// A defect inside Sealsync (a task panicked, its thread stopped). Nothing that was
+    /// not committed was kept; please report it.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A batch could not be built or a pulled batch failed verification; nothing of it was
     /// applied.
     #[error(

@@ -5,8 +5,8 @@
 //! m_kib || t_cost || p_cost` (u32be). The AAD is `"sealsync/v1/keystore" || lp(header)`, so
 //! the sealed secrets cannot be moved to another device's file nor the KDF parameters swapped.
 //!
-//! The wrapping key is either `Argon2id(SEALSYNC_PASSPHRASE, salt)` (when the variable is set
-//! at enrollment; opening then needs the same passphrase) or a random key in `keystore.key`
+//! The wrapping key is either `Argon2id(passphrase, salt)` (when enrollment was given a
+//! passphrase, `OpenOptions::passphrase`; opening then needs the same passphrase) or a random key in `keystore.key`
 //! (mode 0600). Files are written atomically: temp file, fsync, rename, fsync of the directory.
 
 use std::fmt;
@@ -23,8 +23,6 @@ use crate::error::ClientError;
 pub const KEYSTORE_FILE: &str = "keystore.bin";
 /// File holding the random wrapping key (no-passphrase mode only).
 pub const KEYSTORE_KEY_FILE: &str = "keystore.key";
-/// Environment variable read at enrollment (and then required at every open).
-pub const PASSPHRASE_ENV: &str = "SEALSYNC_PASSPHRASE";
 
 const MAGIC: &[u8; 4] = b"SSKS";
 const VERSION: u8 = 1;
@@ -163,22 +161,6 @@ impl fmt::Debug for Protection {
     }
 }
 
-impl Protection {
-    /// Passphrase protection when `SEALSYNC_PASSPHRASE` is set (and non-empty), else key file.
-    pub fn from_env() -> Self {
-        match passphrase_from_env() {
-            Some(p) => Self::Passphrase(p, KdfParams::DEFAULT),
-            None => Self::KeyFile,
-        }
-    }
-}
-
-fn passphrase_from_env() -> Option<Zeroizing<Vec<u8>>> {
-    let v = std::env::var_os(PASSPHRASE_ENV)?;
-    let bytes = Zeroizing::new(v.into_encoded_bytes());
-    (!bytes.is_empty()).then_some(bytes)
-}
-
 /// The key store in files under the replica's home directory.
 pub struct FileKeyStore {
     dir: PathBuf,
@@ -237,12 +219,6 @@ impl FileKeyStore {
         Ok(store)
     }
 
-    /// Opens the key store in `dir`, taking the passphrase from `SEALSYNC_PASSPHRASE` when the
-    /// store was created with one.
-    pub fn open(dir: &Path) -> Result<(Self, DeviceSecrets), ClientError> {
-        Self::open_with(dir, passphrase_from_env())
-    }
-
     /// Opens the key store in `dir` with an explicit passphrase (if the store needs one).
     pub fn open_with(
         dir: &Path,
@@ -276,11 +252,7 @@ impl FileKeyStore {
                     t_cost,
                     p_cost,
                 };
-                let pass = passphrase.ok_or_else(|| {
-                    ClientError::KeyStore(format!(
-                        "this key store is protected by a passphrase: set {PASSPHRASE_ENV} to it"
-                    ))
-                })?;
+                let pass = passphrase.ok_or_else(|| ClientError::PassphraseRequired)?;
                 sealsync_crypto::passphrase_key(&pass, &salt, params)?
             }
             _ => return Err(bad()),
@@ -288,12 +260,8 @@ impl FileKeyStore {
         let header_len = data.len() - r.0.len();
         let header = data[..header_len].to_vec();
         let aad = aad(&header);
-        let plain = sealsync_crypto::open_random_nonce(&wrap_key, &aad, r.0).map_err(|_| {
-            ClientError::KeyStore(format!(
-                "cannot open {}: wrong passphrase ({PASSPHRASE_ENV}) or damaged file",
-                path.display()
-            ))
-        })?;
+        let plain = sealsync_crypto::open_random_nonce(&wrap_key, &aad, r.0)
+            .map_err(|_| ClientError::WrongPassphrase(path.clone()))?;
         let secrets = DeviceSecrets::decode(&plain)?;
         // The header holds at least magic (4) + version (1) + device id (16) + mode (1).
         if secrets.device_id().0[..] != header[5..21] {
@@ -451,9 +419,9 @@ mod tests {
         same(&s, &loaded);
         let err = FileKeyStore::open_with(dir.path(), Some(Zeroizing::new(b"wrong".to_vec())))
             .unwrap_err();
-        assert!(err.to_string().contains("wrong passphrase"), "{err}");
+        assert!(matches!(err, ClientError::WrongPassphrase(_)), "{err}");
         let err = FileKeyStore::open_with(dir.path(), None).unwrap_err();
-        assert!(err.to_string().contains(PASSPHRASE_ENV), "{err}");
+        assert!(matches!(err, ClientError::PassphraseRequired), "{err}");
     }
 
     #[test]

@@ -31,8 +31,10 @@ mod collections;
 mod devices;
 mod enroll;
 mod error;
+mod handle;
 pub mod keystore;
 mod net;
+mod options;
 mod pairing;
 mod pull;
 mod refresh;
@@ -45,17 +47,19 @@ mod sync_lock;
 #[cfg(test)]
 mod testutil;
 mod types;
+mod worker;
 
 use std::path::PathBuf;
 
-use sealsync_core::{DeviceId, Roster};
+use sealsync_core::Roster;
 
 pub use error::ClientError;
+pub use handle::Replica;
 pub use keystore::{DeviceSecrets, FileKeyStore, KeyStore, Protection};
+pub use options::{OpenOptions, Timeouts};
 pub use pairing::Approval;
 #[doc(hidden)]
-pub use replica::CLOCK_SKEW_ENV;
-pub use sealsync_core::{Policy, VersionId};
+pub use sealsync_core::{DeviceId, Policy, VersionId};
 pub use sync_lock::SYNC_LOCK_WAIT;
 pub use types::{
     CollectionStatus, Conflict, ConflictVersion, DeviceState, EnrollOptions, Enrolled,
@@ -67,12 +71,18 @@ pub const MAX_KEY_BYTES: usize = sealsync_core::MAX_KEY_BYTES;
 /// Largest record value in bytes.
 pub const MAX_VALUE_BYTES: usize = sealsync_core::MAX_VALUE_BYTES;
 
-/// One device's replica: local store, keys and sync engine. `Debug` prints no secrets.
-pub struct Replica {
+/// One open view of a device's replica: local store, keys and sync state. A [`Replica`]
+/// handle holds two (one for local operations, one for the sync engine); each has its own
+/// SQLite connection. `Debug` prints no secrets.
+pub(crate) struct Core {
     home: PathBuf,
     store: store::Store,
     secrets: DeviceSecrets,
-    keystore: FileKeyStore,
+    keystore: std::sync::Arc<dyn KeyStore>,
+    /// Connect and request timeouts for this core's connections.
+    timeouts: Timeouts,
+    /// Bumped after this core commits pulled changes (wakes the replica's change feeds).
+    commits: Option<std::sync::Arc<tokio::sync::watch::Sender<u64>>>,
     device_id: DeviceId,
     account: String,
     name: String,
@@ -85,9 +95,9 @@ pub struct Replica {
     keystore_stamp: Option<(u64, std::time::SystemTime)>,
 }
 
-impl std::fmt::Debug for Replica {
+impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Replica")
+        f.debug_struct("Core")
             .field("home", &self.home)
             .field("device_id", &self.device_id)
             .field("account", &self.account)

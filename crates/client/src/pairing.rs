@@ -1,9 +1,9 @@
 //! Pairing over the server's mailbox (I/O only; the checks are `sealsync_core::pairing`).
 //!
-//! The approver ([`Replica::begin_approval`], [`Replica::finish_approval`]) makes a one-time
+//! The approver ([`Core::begin_approval`], [`Core::finish_approval`]) makes a one-time
 //! code, posts its SPAKE2 message, waits for the new device's reply and verifies its MAC;
 //! only then does it sign the `ADD` entry, seal the account keys to the keys the MAC proved
-//! and post the confirmation. The new device ([`Replica::join`]) answers the current
+//! and post the confirmation. The new device ([`Core::join`]) answers the current
 //! attempt with the code the user typed, verifies the approver's MAC over the genesis and
 //! roster head, stores them, and becomes trusted only when the roster the server serves
 //! starts at that genesis, contains that head and an `ADD` of this device with its own keys,
@@ -26,9 +26,9 @@ use sealsync_proto::{
 };
 use zeroize::Zeroizing;
 
-use crate::Replica;
+use crate::Core;
 use crate::error::ClientError;
-use crate::keystore::KeyStore as _;
+
 use crate::net::Connection;
 use crate::store::{corrupt, meta};
 use crate::types::DeviceState;
@@ -67,12 +67,6 @@ impl Approval {
     }
 }
 
-fn parse_device_id(text: &str) -> Result<DeviceId, ClientError> {
-    text.trim().parse().map_err(|_| {
-        ClientError::InvalidInput(format!("{text:?} is not a device id (32 hex digits)"))
-    })
-}
-
 fn pairing_refused(e: &PairingError) -> ClientError {
     match e {
         PairingError::WrongCode => ClientError::WrongCode,
@@ -98,7 +92,7 @@ fn timed_out(deadline: Instant) -> bool {
     Instant::now() >= deadline
 }
 
-impl Replica {
+impl Core {
     fn my_keys(&self) -> DeviceKeys {
         DeviceKeys::new(
             self.secrets.signing.verifying_key(),
@@ -108,16 +102,15 @@ impl Replica {
 
     /// Starts approving the pending device `device_id` (hex, as its `enroll` printed it):
     /// makes a fresh code and opens the attempt on the server. Show [`Approval::code`] to the
-    /// user, then call [`Replica::finish_approval`]. The attempt stays open for `timeout`.
-    pub async fn begin_approval(
+    /// user, then call [`Core::finish_approval`]. The attempt stays open for `timeout`.
+    pub(crate) async fn begin_approval(
         &mut self,
-        device_id: &str,
+        target: DeviceId,
         timeout: Duration,
     ) -> Result<Approval, ClientError> {
         if self.state != DeviceState::Trusted {
             return Err(ClientError::NotTrusted);
         }
-        let target = parse_device_id(device_id)?;
         if target == self.device_id {
             return Err(ClientError::InvalidInput(
                 "a device cannot approve itself".into(),
@@ -154,7 +147,7 @@ impl Replica {
     /// trusted. A wrong code is [`ClientError::WrongCode`] (the attempt is aborted and
     /// nothing was sealed); no reply in time is [`ClientError::PairingTimeout`]; no report
     /// of the trusted state in time is [`ClientError::PairingUnconfirmed`].
-    pub async fn finish_approval(&mut self, approval: Approval) -> Result<(), ClientError> {
+    pub(crate) async fn finish_approval(&mut self, approval: Approval) -> Result<(), ClientError> {
         let Approval {
             target,
             approver,
@@ -294,7 +287,7 @@ impl Replica {
     /// the account keys and checks them against what was confirmed. Returns once the device
     /// is trusted. Errors: [`ClientError::WrongCode`], [`ClientError::PairingAborted`],
     /// [`ClientError::PairingTimeout`], [`ClientError::Pairing`].
-    pub async fn join(&mut self, code: &str, timeout: Duration) -> Result<(), ClientError> {
+    pub(crate) async fn join(&mut self, code: &str, timeout: Duration) -> Result<(), ClientError> {
         if self.state == DeviceState::Trusted {
             return Err(ClientError::InvalidInput(
                 "this device is already trusted".into(),

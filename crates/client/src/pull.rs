@@ -12,14 +12,14 @@ use sealsync_core::{
 use sealsync_crypto::SymmetricKey;
 use sealsync_proto::{LogEntry, PullResponse, Sealed};
 
-use crate::Replica;
+use crate::Core;
 use crate::error::ClientError;
 use crate::net::{Connection, Prefetch};
 use crate::store::{CollInfo, PulledBatch, VerifiedPage};
 use crate::sync::PULL_PAGE_BATCHES;
 use crate::types::{SyncIssue, SyncReport};
 
-impl Replica {
+impl Core {
     pub(crate) async fn pull_collection(
         &mut self,
         conn: &mut Connection,
@@ -120,7 +120,7 @@ impl Replica {
         self.verify_entries(coll, cid, entries, ckeys, None)
     }
 
-    /// [`Replica::verify_page`], or with `own_from`, the same checks for batches of this
+    /// [`Core::verify_page`], or with `own_from`, the same checks for batches of this
     /// device's own chain continuing from `own_from` instead of from its stored chain state:
     /// only this device's key in the roster is accepted as a signer (`crate::restore`).
     pub(crate) fn verify_entries(

@@ -1,10 +1,10 @@
 //! Several handles on one home: each operation starts from the stored state.
 //!
-//! An app may hold two [`Replica`]s on one home (a UI handle beside a sync task), and the CLI
+//! An app may hold two [`Core`]s on one home (a UI handle beside a sync task), and the CLI
 //! may run while the app does. What a handle keeps in memory (device state, account keys,
 //! roster, clock offset; the HLC is re-read inside every writing transaction by
 //! `store::catch_up_clock`) can be changed by another handle at any time. So every operation
-//! that depends on it calls [`Replica::refresh`] first, which re-reads it from the store and
+//! that depends on it calls [`Core::refresh`] first, which re-reads it from the store and
 //! the key store. It is cheap when nothing changed: a few meta reads, a row count and a
 //! `stat` of the key store file; the key store is decrypted again only when its file changed
 //! or the stored state says trusted while this handle holds no account keys.
@@ -18,9 +18,9 @@
 
 use std::path::Path;
 
-use crate::Replica;
+use crate::Core;
 use crate::error::ClientError;
-use crate::keystore::{KEYSTORE_FILE, KeyStore as _};
+use crate::keystore::KEYSTORE_FILE;
 use crate::replica::roster_from_entries;
 use crate::store::{corrupt, meta};
 use crate::types::DeviceState;
@@ -31,7 +31,7 @@ pub(crate) fn keystore_stamp(home: &Path) -> Option<(u64, std::time::SystemTime)
     Some((m.len(), m.modified().ok()?))
 }
 
-impl Replica {
+impl Core {
     /// Re-reads the device state, account keys, roster and clock offset that another
     /// handle on this home may have changed (module documentation).
     pub(crate) fn refresh(&mut self) -> Result<(), ClientError> {

@@ -2,16 +2,18 @@
 //! collections, conflicts, resolve, status and state roots.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use sealsync_core::{CollectionId, DeviceId, Policy, Roster, VersionId, combined_root, explain};
+use sealsync_core::{CollectionId, Policy, Roster, VersionId, combined_root, explain};
 
 use crate::error::ClientError;
-use crate::keystore::{FileKeyStore, KEYSTORE_FILE};
+use crate::keystore::{FileKeyStore, KEYSTORE_FILE, KeyStore};
+use crate::options::OpenOptions;
 use crate::store::{CollInfo, DB_FILE, Store, corrupt, meta};
 use crate::types::{
     CollectionStatus, Conflict, ConflictVersion, DeviceState, HistoryEntry, LastError, Status,
 };
-use crate::{MAX_KEY_BYTES, MAX_VALUE_BYTES, Replica};
+use crate::{Core, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 
 /// Rebuilds and verifies the roster from stored entries (genesis first).
 pub(crate) fn roster_from_entries(
@@ -33,30 +35,23 @@ pub(crate) fn roster_from_entries(
     Ok(roster)
 }
 
-/// Test hook, not for applications: when set to a number of ms (may be negative), every
-/// reading of the system clock by a replica opened in this process is moved by it, as
-/// `faketime` would (so tests of the `sealsync` binary need no extra package). It only
-/// changes what this device believes its own clock says, which its user controls anyway.
-/// Read only by debug builds (those `cargo test` makes); a release build ignores it.
-pub const CLOCK_SKEW_ENV: &str = "SEALSYNC_TEST_CLOCK_SKEW_MS";
-
-impl Replica {
-    /// Opens the replica enrolled in `home`. Needs `SEALSYNC_PASSPHRASE` if the key store was
-    /// created with a passphrase.
-    pub fn open(home: &Path) -> Result<Replica, ClientError> {
-        if !home.join(DB_FILE).exists() || !home.join(KEYSTORE_FILE).exists() {
+impl Core {
+    /// Opens the replica enrolled in `home` with `options` (passphrase, key store,
+    /// timeouts).
+    pub(crate) fn open(home: &Path, options: &OpenOptions) -> Result<Core, ClientError> {
+        let custom = options.key_store.is_some();
+        if !home.join(DB_FILE).exists() || (!custom && !home.join(KEYSTORE_FILE).exists()) {
             return Err(ClientError::NotEnrolled(home.to_path_buf()));
         }
-        let (keystore, secrets) = FileKeyStore::open(home)?;
+        let (keystore, secrets): (Arc<dyn KeyStore>, _) = match &options.key_store {
+            Some(ks) => (ks.clone(), ks.load()?),
+            None => {
+                let (ks, secrets) = FileKeyStore::open_with(home, options.passphrase_bytes())?;
+                (Arc::new(ks), secrets)
+            }
+        };
         let device_id = secrets.device_id();
-        let mut store = Store::open(&home.join(DB_FILE), secrets.storage_key.clone(), device_id)?;
-        if cfg!(debug_assertions)
-            && let Some(skew) = std::env::var(CLOCK_SKEW_ENV)
-                .ok()
-                .and_then(|v| v.trim().parse::<i64>().ok())
-        {
-            store.time.skew_ms = skew;
-        }
+        let store = Store::open(&home.join(DB_FILE), secrets.storage_key.clone(), device_id)?;
         if store.meta_blob(meta::DEVICE_ID)?.is_none() {
             return Err(ClientError::NotEnrolled(home.to_path_buf()));
         }
@@ -91,18 +86,46 @@ impl Replica {
         if state == DeviceState::Trusted && secrets.account_keys.is_none() {
             return Err(corrupt("trusted device without account keys"));
         }
-        Ok(Replica {
+        Ok(Core {
             keystore_stamp: crate::refresh::keystore_stamp(home),
             home: home.to_path_buf(),
             store,
             secrets,
             keystore,
+            timeouts: options.timeouts,
+            commits: None,
             device_id,
             account,
             name,
             server_url,
             state,
             roster,
+        })
+    }
+
+    /// A second view of the same replica with its own database connection (the sync
+    /// engine's), sharing the secrets already opened (no second passphrase derivation).
+    pub(crate) fn fork(&self) -> Result<Core, ClientError> {
+        let mut store = Store::open(
+            &self.home.join(DB_FILE),
+            self.secrets.storage_key.clone(),
+            self.device_id,
+        )?;
+        store.time.skew_ms = self.store.time.skew_ms;
+        Ok(Core {
+            home: self.home.clone(),
+            store,
+            secrets: self.secrets.clone(),
+            keystore: self.keystore.clone(),
+            timeouts: self.timeouts,
+            commits: self.commits.clone(),
+            device_id: self.device_id,
+            account: self.account.clone(),
+            name: self.name.clone(),
+            server_url: self.server_url.clone(),
+            state: self.state,
+            roster: self.roster.clone(),
+            keystore_stamp: self.keystore_stamp,
         })
     }
 
@@ -164,7 +187,7 @@ impl Replica {
     /// Writes `value` under `key` (creating the collection with the `lww` policy if needed).
     /// Durable when it returns. The returned id changes if a sync later finds the edit was
     /// stamped by a clock that ran fast and re-stamps it (`SyncReport::restamped_versions`).
-    pub fn put(
+    pub(crate) fn put(
         &mut self,
         collection: &str,
         key: &str,
@@ -179,8 +202,8 @@ impl Replica {
             .map(|v| v[0]) // one item in, one id out
     }
 
-    /// Writes many records in one transaction (bulk import); same rules as [`Replica::put`].
-    pub fn put_many(
+    /// Writes many records in one transaction (bulk import); same rules as [`Core::put`].
+    pub(crate) fn put_many(
         &mut self,
         collection: &str,
         records: &[(String, Vec<u8>)],
@@ -199,33 +222,37 @@ impl Replica {
     }
 
     /// The live value of `key`, `None` if absent or deleted.
-    pub fn get(&self, collection: &str, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
+    pub(crate) fn get(&self, collection: &str, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
         match self.store.collection(collection)? {
             Some(c) => self.store.get(&c, key),
             None => Ok(None),
         }
     }
 
-    /// Deletes `key` (a tombstone version). [`ClientError::NotFound`] if it is not live.
-    pub fn delete(&mut self, collection: &str, key: &str) -> Result<VersionId, ClientError> {
+    /// Deletes `key` (a tombstone version); `None` when there was no live record (then
+    /// nothing is written: deleting is idempotent).
+    pub(crate) fn delete(
+        &mut self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<VersionId>, ClientError> {
         self.refresh()?;
-        let not_found = || ClientError::NotFound {
-            collection: collection.to_string(),
-            key: key.to_string(),
+        validate_key(key)?;
+        let Some(coll) = self.store.collection(collection)? else {
+            return Ok(None);
         };
-        let coll = self.store.collection(collection)?.ok_or_else(not_found)?;
         match self.store.record(&coll, key)? {
             Some(r) if !r.deleted => {}
-            _ => return Err(not_found()),
+            _ => return Ok(None),
         }
         let manual = coll.policy == Policy::Manual;
         self.store
             .write_local(&coll, &[(key, true, &[])], manual)
-            .map(|v| v[0]) // one item in, one id out
+            .map(|v| Some(v[0])) // one item in, one id out
     }
 
     /// Live records in key order.
-    pub fn list(&self, collection: &str) -> Result<Vec<(String, Vec<u8>)>, ClientError> {
+    pub(crate) fn list(&self, collection: &str) -> Result<Vec<(String, Vec<u8>)>, ClientError> {
         match self.store.collection(collection)? {
             Some(c) => self.store.list(&c),
             None => Ok(Vec::new()),
@@ -234,7 +261,11 @@ impl Replica {
 
     /// Every version of `key` ever seen, in version order, each with why it won or lost.
     /// Empty if the key was never written.
-    pub fn history(&self, collection: &str, key: &str) -> Result<Vec<HistoryEntry>, ClientError> {
+    pub(crate) fn history(
+        &self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Vec<HistoryEntry>, ClientError> {
         let Some(coll) = self.store.collection(collection)? else {
             return Ok(Vec::new());
         };
@@ -261,7 +292,11 @@ impl Replica {
     /// same policy; an existing collection with another policy is refused
     /// ([`ClientError::InvalidInput`]): a collection's policy is fixed when it is created,
     /// and once synced, by the first descriptor pinned in the roster.
-    pub fn create_collection(&mut self, name: &str, policy: Policy) -> Result<(), ClientError> {
+    pub(crate) fn create_collection(
+        &mut self,
+        name: &str,
+        policy: Policy,
+    ) -> Result<(), ClientError> {
         self.refresh()?;
         match self.store.collection(name)? {
             None => {
@@ -280,7 +315,7 @@ impl Replica {
     /// Records of a `manual` collection with concurrent versions, in key order. Empty for a
     /// collection this device does not know; [`ClientError::InvalidInput`] for a collection
     /// with another policy (it never keeps conflicts).
-    pub fn conflicts(&self, collection: &str) -> Result<Vec<Conflict>, ClientError> {
+    pub(crate) fn conflicts(&self, collection: &str) -> Result<Vec<Conflict>, ClientError> {
         let Some(coll) = self.store.collection(collection)? else {
             return Ok(Vec::new());
         };
@@ -307,7 +342,7 @@ impl Replica {
     /// Writes `value` as the resolution of `key`: a version superseding all current heads.
     /// [`ClientError::NotFound`] if the key has no versions; [`ClientError::InvalidInput`]
     /// if the collection's policy is not `manual`.
-    pub fn resolve(
+    pub(crate) fn resolve(
         &mut self,
         collection: &str,
         key: &str,
@@ -330,7 +365,7 @@ impl Replica {
     }
 
     /// Combined state root over the collections that hold records (tombstones included).
-    pub fn state_root(&self) -> Result<[u8; 32], ClientError> {
+    pub(crate) fn state_root(&self) -> Result<[u8; 32], ClientError> {
         let mut roots = Vec::new();
         for c in self.store.collections()? {
             if self.store.has_records(&c)? {
@@ -341,7 +376,7 @@ impl Replica {
     }
 
     /// Device, account, state and per-collection counters.
-    pub fn status(&self) -> Result<Status, ClientError> {
+    pub(crate) fn status(&self) -> Result<Status, ClientError> {
         let mut collections = Vec::new();
         for c in self.store.collections()? {
             let pending = self.store.outbox_count(c.id)? + u64::from(self.store.has_unsent(c.id)?);
@@ -379,21 +414,11 @@ impl Replica {
     }
 
     /// Test hook, not for applications: adds `skew_ms` (may be negative) to every reading
-    /// of the system clock by this `Replica` only, as if the device's clock were that far
+    /// of the system clock by this `Core` only, as if the device's clock were that far
     /// off. Not persisted; a reopened replica reads the system clock as it is.
     #[doc(hidden)]
-    pub fn set_clock_skew_for_tests(&mut self, skew_ms: i64) {
+    pub(crate) fn set_clock_skew_for_tests(&mut self, skew_ms: i64) {
         self.store.time.skew_ms = skew_ms;
-    }
-
-    /// This device's id.
-    pub fn device_id(&self) -> DeviceId {
-        self.device_id
-    }
-
-    /// Home directory of this replica.
-    pub fn home(&self) -> &Path {
-        &self.home
     }
 }
 

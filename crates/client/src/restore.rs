@@ -7,7 +7,7 @@
 //! keep the keys distinct), and the server refuses them (409, equivocation). The chain head
 //! the server then reports (`GET /v1/chain`) lies beyond what the device sealed, or has
 //! another hash at a seq it sealed, which `rollback::judge_head` calls a fork. Before
-//! calling it that, `Replica::own_chain_on_server` looks for this device's own batches
+//! calling it that, `Core::own_chain_on_server` looks for this device's own batches
 //! on the server after the last point both agree on:
 //!
 //! - it reads the collection's log from the pull cursor (every batch of this device that
@@ -16,7 +16,7 @@
 //!   acknowledged seq whose hash differs from the one it sealed at that seq (or that it
 //!   never sealed); the common point is the seq before the first of them;
 //! - they must be every seq from there to the server's head, end at the head's hash, and
-//!   verify exactly as pulled batches do (`Replica::verify_entries`): signed by this
+//!   verify exactly as pulled batches do (`Core::verify_entries`): signed by this
 //!   device's own key in the roster (no other key is accepted), same account and
 //!   collection, roster head known, chained by `prev_batch_hash` from the hash this device
 //!   sealed at the common seq, stamps growing from that batch's, commitment, decryption and
@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, HashMap};
 use sealsync_core::{ChainState, CollectionId, DeviceId, batch_hash};
 use sealsync_proto::{ChainHead, LogEntry, PullResponse};
 
-use crate::Replica;
+use crate::Core;
 use crate::error::ClientError;
 use crate::net::Connection;
 use crate::pull::check_page_indices;
@@ -50,7 +50,7 @@ pub(crate) struct OwnChain {
     pub(crate) batches: Vec<AdoptedBatch>,
 }
 
-impl Replica {
+impl Core {
     /// Looks for this device's own batches on the server that continue its chain up to
     /// `head` (module documentation). `Ok(Err(why))` when there is no such verified chain:
     /// the head stays a fork. Network failures are errors.

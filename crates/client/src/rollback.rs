@@ -7,7 +7,7 @@
 //! A restored device home is the other way round: the server holds batches of this device
 //! that the restored home forgot, and refuses (409, equivocation) the other batches the
 //! device seals at those seqs. When a push is refused with 409,
-//! [`Replica::recover_rollback`] asks the server for this device's chain head
+//! [`Core::recover_rollback`] asks the server for this device's chain head
 //! (`GET /v1/chain`) in each collection of the refused request and judges it against what
 //! the device itself sealed ([`judge_head`]):
 //!
@@ -34,7 +34,7 @@
 use sealsync_core::BatchHash;
 use sealsync_proto::ChainHead;
 
-use crate::Replica;
+use crate::Core;
 use crate::error::ClientError;
 use crate::net::Connection;
 use crate::store::corrupt;
@@ -93,7 +93,7 @@ pub(crate) fn judge_head(
     })
 }
 
-/// What [`Replica::recover_rollback`] changed.
+/// What [`Core::recover_rollback`] changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Recovered {
     /// Batches put back into the outbox for a restored server.
@@ -111,7 +111,7 @@ impl Recovered {
     }
 }
 
-impl Replica {
+impl Core {
     /// After a push refused with 409: judges this device's chain head on the server in
     /// each local collection of `colls`, puts lost batches back into the outbox, or takes
     /// back this device's own batches that its restored home forgot (see the module

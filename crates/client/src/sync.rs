@@ -1,6 +1,6 @@
 //! The sync engine: roster, keys, descriptors, push and pull.
 //!
-//! One [`Replica::sync`] runs, holding the home's sync lock (one sync at a time across
+//! One [`Core::sync`] runs, holding the home's sync lock (one sync at a time across
 //! handles and processes: `crate::sync_lock`), over one mutual-TLS connection:
 //! 0. `GET /v1/status`, learning the offset of the server's clock (trusted time for HLC
 //!    ticks: `crate::clock`, NA-10);
@@ -25,7 +25,7 @@ use std::collections::{BTreeSet, HashMap};
 use sealsync_core::{AccountKeys, BatchHash, CollectionId};
 use sealsync_proto::{PushRequest, PushResponse, RosterResponse, Sealed, StatusResponse};
 
-use crate::Replica;
+use crate::Core;
 use crate::clock::clock_offset;
 use crate::error::ClientError;
 use crate::net::{Connection, ServerUrl, tls};
@@ -37,16 +37,17 @@ pub(crate) const PULL_PAGE_BATCHES: u64 = 1000;
 /// Largest push request body this client builds.
 pub(crate) const PUSH_REQUEST_BYTES: usize = 8 * 1024 * 1024;
 
-impl Replica {
+impl Core {
     /// Opens a mutual-TLS connection to the server. The returned future borrows nothing
     /// from the replica (so the replica need not be `Sync`).
     pub(crate) fn connect(
         &self,
     ) -> impl Future<Output = Result<Connection, ClientError>> + Send + 'static {
         let prepared = self.connection_config();
+        let timeouts = self.timeouts;
         async move {
             let (url, config) = prepared?;
-            Connection::connect(&url, config).await
+            Connection::connect(&url, config, timeouts).await
         }
     }
 
@@ -76,7 +77,7 @@ impl Replica {
     }
 
     /// Synchronises with the server; see the module documentation for the steps. The
-    /// outcome is kept in the local store for [`Replica::status`] (`last_sync`,
+    /// outcome is kept in the local store for [`Core::status`] (`last_sync`,
     /// `last_error`).
     ///
     /// One sync runs at a time per home, across every handle and process on it
@@ -85,7 +86,7 @@ impl Replica {
     /// up to [`crate::SYNC_LOCK_WAIT`] (2 minutes); after that it returns
     /// [`ClientError::SyncBusy`] having done nothing. Dropping the future releases the
     /// home for the next sync. Reads and local edits never wait for a sync.
-    pub async fn sync(&mut self) -> Result<SyncReport, ClientError> {
+    pub(crate) async fn sync(&mut self) -> Result<SyncReport, ClientError> {
         let _lock = crate::sync_lock::lock_sync(&self.home, crate::SYNC_LOCK_WAIT).await?;
         self.refresh()?;
         let result = self.sync_steps().await;
@@ -96,7 +97,7 @@ impl Replica {
         result
     }
 
-    /// Keeps the outcome of a sync for [`Replica::status`]: a sync that reached the end with
+    /// Keeps the outcome of a sync for [`Core::status`]: a sync that reached the end with
     /// nothing refused sets `last_sync` and clears `last_error`; a failure or a refusal sets
     /// `last_error` (its one-line message, which names checks and collections, never a
     /// secret or a record's contents) and leaves `last_sync` alone.
@@ -286,7 +287,7 @@ impl Replica {
     /// collection. Each request holds batches of one collection, so a refusal stops only
     /// that collection's push: it is reported in `report.errors` (check `push`) and the sync
     /// goes on with the other collections and the pulls. A push refused with 409 first
-    /// triggers [`Replica::recover_rollback`] for that collection (at most once per call); if
+    /// triggers [`Core::recover_rollback`] for that collection (at most once per call); if
     /// that puts lost batches back into the outbox, or takes back this device's own batches
     /// that its restored home forgot (then the edits put back are sealed after them), the
     /// push is retried.

@@ -2,10 +2,10 @@
 //!
 //! Sealing, re-stamping, pushing, acknowledging and taking back batches after a restore
 //! read the outbox and the device's chain, talk to the server, then write what the server
-//! said. Two handles on one home (an app and the CLI, or two [`crate::Replica`]s of one
+//! said. Two handles on one home (an app and the CLI, or two [`crate::Core`]s of one
 //! app) interleaving these steps could pair an acknowledgement with a batch re-sealed in
 //! between, or re-seal a batch that is being pushed. A SQLite transaction cannot span the
-//! network calls, so [`Replica::sync`](crate::Replica::sync) holds an advisory exclusive
+//! network calls, so [`Core::sync`](crate::Core::sync) holds an advisory exclusive
 //! lock on the file `sync.lock` in the home for its whole run (`std::fs::File::try_lock`:
 //! `flock` on Unix, `LockFileEx` on Windows; released when the file is closed, also when
 //! the process dies or the sync future is dropped). A second sync polls for the lock and

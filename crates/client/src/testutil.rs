@@ -8,7 +8,7 @@ use sealsync_crypto::{KdfParams, KxSecretKey, RecoverySecret, SigningKey, Symmet
 use sealsync_proto::EnrollResponse;
 use zeroize::Zeroizing;
 
-use crate::Replica;
+use crate::Core;
 use crate::enroll::{Bundle, Setup};
 use crate::keystore::DeviceSecrets;
 use crate::net::ServerUrl;
@@ -27,7 +27,7 @@ fn secrets(account_keys: Option<AccountKeys>) -> DeviceSecrets {
 
 /// Writes `secrets` and `roster` into `home` as a trusted device of account "acme" would be
 /// left by enrollment, and opens it.
-fn persist(home: &Path, secrets: &DeviceSecrets, roster: &Roster, name: &str) -> Replica {
+fn persist(home: &Path, secrets: &DeviceSecrets, roster: &Roster, name: &str) -> Core {
     let ca_der = b"not a real CA".to_vec();
     let bundle = Bundle {
         url: "https://127.0.0.1:1".into(),
@@ -51,6 +51,7 @@ fn persist(home: &Path, secrets: &DeviceSecrets, roster: &Roster, name: &str) ->
         name,
         resp: &resp,
         clock_offset: None,
+        open: &Default::default(),
     };
     setup
         .persist(secrets, Some(roster), DeviceState::Trusted, &[])
@@ -58,7 +59,7 @@ fn persist(home: &Path, secrets: &DeviceSecrets, roster: &Roster, name: &str) ->
 }
 
 /// A trusted first device of account "acme" in `home`, as enrollment would leave it.
-pub(crate) fn offline_replica(home: &Path) -> Replica {
+pub(crate) fn offline_replica(home: &Path) -> Core {
     let secrets = secrets(Some(AccountKeys::generate()));
     let rk = sealsync_crypto::derive_recovery_keys(
         &RecoverySecret::generate(),
@@ -85,7 +86,7 @@ pub(crate) fn offline_replica(home: &Path) -> Replica {
 /// signed by device 0) stored on every device. The recovery key is a random key here, not
 /// one derived from a secret (no test using this helper recovers), which saves an Argon2id
 /// run per account.
-pub(crate) fn offline_account(root: &Path, n: usize) -> Vec<Replica> {
+pub(crate) fn offline_account(root: &Path, n: usize) -> Vec<Core> {
     assert!(n >= 1);
     let keys = AccountKeys::generate();
     let devices: Vec<DeviceSecrets> = (0..n).map(|_| secrets(Some(keys.clone()))).collect();

@@ -43,7 +43,8 @@ impl fmt::Display for DeviceState {
     }
 }
 
-/// Options of [`Replica::enroll`].
+/// Options of [`Replica::enroll`]: `EnrollOptions::new("laptop")`, then the builder methods.
+#[non_exhaustive]
 #[derive(Clone, Default)]
 pub struct EnrollOptions {
     /// Human-readable device name shown to the other devices and the operator.
@@ -54,6 +55,43 @@ pub struct EnrollOptions {
     /// This is the first device of a new account: the server must have no roster for it.
     /// Without it, an account with no devices is refused (no silent new account, MS-09).
     pub new_account: bool,
+    /// Protection of the new key store (passphrase, or another [`crate::KeyStore`]) and the
+    /// replica's timeouts; the same options open it later ([`Replica::open_with`]).
+    pub open: crate::OpenOptions,
+}
+
+impl EnrollOptions {
+    /// Options for a device named `name` joining an existing account, without a recovery
+    /// secret, with a key store protected by a key file.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Joins with the account's recovery secret instead of an approval.
+    pub fn recovery(self, secret: impl Into<String>) -> Self {
+        self.recovery_opt(Some(secret.into()))
+    }
+
+    /// [`EnrollOptions::recovery`] when `secret` is `Some`.
+    pub fn recovery_opt(mut self, secret: Option<String>) -> Self {
+        self.recovery = secret.map(zeroize::Zeroizing::new);
+        self
+    }
+
+    /// Founds a new account (this is its first device) when `yes`.
+    pub fn new_account(mut self, yes: bool) -> Self {
+        self.new_account = yes;
+        self
+    }
+
+    /// Key store protection and timeouts of the new replica.
+    pub fn open(mut self, open: crate::OpenOptions) -> Self {
+        self.open = open;
+        self
+    }
 }
 
 impl fmt::Debug for EnrollOptions {
@@ -62,6 +100,7 @@ impl fmt::Debug for EnrollOptions {
             .field("name", &self.name)
             .field("recovery", &self.recovery.as_ref().map(|_| ".."))
             .field("new_account", &self.new_account)
+            .field("open", &self.open)
             .finish()
     }
 }

@@ -63,12 +63,7 @@ impl TestServer {
         Replica::enroll(
             &self.home(name),
             &self.bundle(),
-            EnrollOptions {
-                name: name.into(),
-                recovery: None,
-                // The device named "first" founds the account; every other one joins it.
-                new_account: name == "first",
-            },
+            EnrollOptions::new(name).new_account(name == "first"),
         )
         .await
         .unwrap()
@@ -87,10 +82,7 @@ impl TestServer {
 /// Pairs pending `b` with trusted `a`: approve and join at once, as two people would.
 async fn join_pair(a: &mut Replica, b: &mut Replica) {
     let timeout = Duration::from_secs(30);
-    let approval = a
-        .begin_approval(&b.device_id().to_string(), timeout)
-        .await
-        .unwrap();
+    let approval = a.begin_approval(b.device_id(), timeout).await.unwrap();
     let code = approval.code().to_string();
     let (approved, joined) = tokio::join!(a.finish_approval(approval), b.join(&code, timeout));
     approved.unwrap();
@@ -232,7 +224,7 @@ fn tamper_last_batch(server: &TestServer, flip: bool) -> Vec<u8> {
 async fn altered_batch_is_refused_whole_and_later_applied_when_intact() {
     // MS-16, MS-23, CF-06: refused with the failed check named; state and cursor unchanged.
     let server = TestServer::start().await;
-    let (mut a, mut b) = pair(&server).await;
+    let (a, b) = pair(&server).await;
     a.put("notes", "x", b"1").unwrap();
     a.put("notes", "y", b"2").unwrap();
     a.sync().await.unwrap();
@@ -277,7 +269,7 @@ fn copy_dir(from: &Path, to: &Path) {
 async fn lost_acknowledgement_is_repushed_without_duplicates() {
     // CF-05, NA-08: the same sealed bytes are pushed again and acknowledged as a duplicate.
     let server = TestServer::start().await;
-    let (mut a, mut b) = pair(&server).await;
+    let (a, b) = pair(&server).await;
     a.put("notes", "once", b"v").unwrap();
     let report = a.sync().await.unwrap();
     assert_eq!(report.pushed_batches, 1);
@@ -289,7 +281,7 @@ async fn lost_acknowledgement_is_repushed_without_duplicates() {
     let db = rusqlite::Connection::open(home.join("replica.db")).unwrap();
     assert_eq!(db.execute("UPDATE outbox SET acked = 0", []).unwrap(), 1);
     drop(db);
-    let mut a = Replica::open(&home).unwrap();
+    let a = Replica::open(&home).unwrap();
     let report = a.sync().await.unwrap();
     assert!(report.errors.is_empty(), "{report}");
     assert_eq!(report.pushed_batches, 1);
@@ -349,7 +341,7 @@ async fn control_characters_in_a_listed_device_name_are_never_shown_or_signed() 
 async fn roster_entry_injected_by_the_server_is_refused() {
     // MS-11, MS-12: an ADD signed by a non-member is refused and nothing changes locally.
     let server = TestServer::start().await;
-    let (mut a, _b) = pair(&server).await;
+    let (a, _b) = pair(&server).await;
     a.put("notes", "k", b"v").unwrap();
     let root = a.state_root().unwrap();
     let db = server.db();
@@ -406,22 +398,18 @@ async fn recovery_and_bad_bundles() {
     let server = TestServer::start().await;
     let first = server.enroll("first").await;
     let secret = first.recovery_secret.clone().unwrap().to_string();
-    let mut a = first.replica;
+    let a = first.replica;
     a.put("notes", "k", b"v").unwrap();
     a.sync().await.unwrap();
     let c = Replica::enroll(
         &server.home("third"),
         &server.bundle(),
-        EnrollOptions {
-            name: "third".into(),
-            recovery: Some(zeroize::Zeroizing::new(secret.to_lowercase())),
-            new_account: false,
-        },
+        EnrollOptions::new("third").recovery(secret.to_lowercase()),
     )
     .await
     .unwrap();
     assert_eq!(c.state, DeviceState::Trusted);
-    let mut c = c.replica;
+    let c = c.replica;
     c.sync().await.unwrap();
     assert_eq!(c.get("notes", "k").unwrap().as_deref(), Some(&b"v"[..]));
     assert_eq!(c.state_root().unwrap(), a.state_root().unwrap());
@@ -452,27 +440,15 @@ async fn recovery_and_bad_bundles() {
         "sealsync-enroll:{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bundle.encode_to_vec())
     );
-    let err = Replica::enroll(
-        &server.home("y"),
-        &text,
-        EnrollOptions {
-            name: "y".into(),
-            recovery: None,
-            new_account: false,
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = Replica::enroll(&server.home("y"), &text, EnrollOptions::new("y"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, ClientError::Tls(_)), "{err}");
     // Enrolling twice into one home is refused.
     let err = Replica::enroll(
         &server.home("first"),
         &server.bundle(),
-        EnrollOptions {
-            name: "again".into(),
-            recovery: None,
-            new_account: false,
-        },
+        EnrollOptions::new("again"),
     )
     .await
     .unwrap_err();

@@ -47,22 +47,14 @@ async fn bench(root: &std::path::Path, args: BenchArgs) -> anyhow::Result<()> {
     let writer = Replica::enroll(
         &root.join("writer"),
         &sealsync_server::enroll_ticket(&server_dir, "bench", ttl, None)?,
-        EnrollOptions {
-            name: "writer".into(),
-            recovery: None,
-            new_account: true,
-        },
+        EnrollOptions::new("writer").new_account(true),
     )
     .await?;
     let mut writer = writer.replica;
     let reader = Replica::enroll(
         &root.join("reader"),
         &sealsync_server::enroll_ticket(&server_dir, "bench", ttl, None)?,
-        EnrollOptions {
-            name: "reader".into(),
-            recovery: None,
-            new_account: false,
-        },
+        EnrollOptions::new("reader"),
     )
     .await?;
     let mut reader = reader.replica;

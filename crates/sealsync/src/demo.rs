@@ -71,7 +71,7 @@ async fn story(root: &Path) -> anyhow::Result<()> {
 pub(crate) async fn pair(approver: &mut Replica, joiner: &mut Replica) -> anyhow::Result<String> {
     let timeout = Duration::from_secs(60);
     let approval = approver
-        .begin_approval(&joiner.device_id().to_string(), timeout)
+        .begin_approval(joiner.device_id(), timeout)
         .await
         .context("approve")?;
     let code = approval.code().to_string();
@@ -92,11 +92,7 @@ async fn devices(root: &Path, server_dir: &Path) -> anyhow::Result<()> {
     let alice = Replica::enroll(
         &root.join("alice"),
         &ticket(())?,
-        EnrollOptions {
-            name: "alice-laptop".into(),
-            recovery: None,
-            new_account: true,
-        },
+        EnrollOptions::new("alice-laptop").new_account(true),
     )
     .await
     .context("alice enroll")?;
@@ -114,17 +110,9 @@ async fn devices(root: &Path, server_dir: &Path) -> anyhow::Result<()> {
     let mut others = Vec::new();
     for name in ["bob-phone", "carol-tablet"] {
         println!("== enrolling {name}");
-        let dev = Replica::enroll(
-            &root.join(name),
-            &ticket(())?,
-            EnrollOptions {
-                name: name.into(),
-                recovery: None,
-                new_account: false,
-            },
-        )
-        .await
-        .with_context(|| format!("{name} enroll"))?;
+        let dev = Replica::enroll(&root.join(name), &ticket(())?, EnrollOptions::new(name))
+            .await
+            .with_context(|| format!("{name} enroll"))?;
         println!("   {name} {} pending", dev.device_id);
         let mut replica = dev.replica;
         let code = pair(&mut alice, &mut replica)

@@ -50,7 +50,7 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
                 }
                 (None, None) => read_value(std::io::stdin().lock(), "standard input")?,
             };
-            let mut replica = open(&home)?;
+            let replica = open(&home)?;
             replica
                 .put(&collection, &key, &bytes)
                 .context("put failed")?;
@@ -76,7 +76,7 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
             }
         }
         DeviceCommand::Delete { collection, key } => {
-            let mut replica = open(&home)?;
+            let replica = open(&home)?;
             match replica.delete(&collection, &key) {
                 Ok(_) => Ok(()),
                 // README: exit 1 when the record asked for does not exist.
@@ -129,7 +129,7 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
                 .parse()
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .context("bad --policy")?;
-            let mut replica = open(&home)?;
+            let replica = open(&home)?;
             replica
                 .create_collection(&name, policy)
                 .context("cannot create collection")?;
@@ -148,14 +148,14 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
             key,
             value,
         } => {
-            let mut replica = open(&home)?;
+            let replica = open(&home)?;
             replica
                 .resolve(&collection, &key, value.as_bytes())
                 .context("resolve failed")?;
             Ok(())
         }
         DeviceCommand::Sync => {
-            let mut replica = open(&home)?;
+            let replica = open(&home)?;
             let rt = crate::runtime()?;
             let report = rt.block_on(replica.sync()).context("sync failed")?;
             println!("{report}");
@@ -270,5 +270,41 @@ pub(crate) fn open(home: &std::path::Path) -> anyhow::Result<Replica> {
             home.display()
         );
     }
-    Replica::open(home).with_context(|| format!("cannot open the device in {}", home.display()))
+    let replica = Replica::open_with(home, open_options()).map_err(|e| {
+        let hint = match e {
+            ClientError::PassphraseRequired => format!(": set {PASSPHRASE_ENV} to it"),
+            ClientError::WrongPassphrase(_) => format!(": check {PASSPHRASE_ENV}"),
+            _ => String::new(),
+        };
+        anyhow::anyhow!("cannot open the device in {}: {e}{hint}", home.display())
+    })?;
+    if cfg!(debug_assertions)
+        && let Some(skew) = std::env::var(CLOCK_SKEW_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+    {
+        replica.set_clock_skew_for_tests(skew);
+    }
+    Ok(replica)
+}
+
+/// Environment variable holding the key store's passphrase: read at enrollment (the key
+/// store is then protected by it) and at every open.
+pub(crate) const PASSPHRASE_ENV: &str = "SEALSYNC_PASSPHRASE";
+
+/// Test hook, not for users: when set to a number of ms (may be negative), every reading of
+/// the system clock by the device opened by this process is moved by it, as `faketime`
+/// would (so the CLI's tests need no extra package). Read only by debug builds (those
+/// `cargo test` makes); a release build ignores it.
+pub(crate) const CLOCK_SKEW_ENV: &str = "SEALSYNC_TEST_CLOCK_SKEW_MS";
+
+/// The library's open options, with the passphrase from [`PASSPHRASE_ENV`].
+pub(crate) fn open_options() -> sealsync_client::OpenOptions {
+    let mut opts = sealsync_client::OpenOptions::new();
+    if let Some(p) = std::env::var_os(PASSPHRASE_ENV)
+        && !p.is_empty()
+    {
+        opts = opts.passphrase(p.to_string_lossy().into_owned());
+    }
+    opts
 }

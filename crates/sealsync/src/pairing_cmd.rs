@@ -93,13 +93,10 @@ pub(crate) fn enroll(
         .block_on(Replica::enroll(
             home,
             bundle.trim(),
-            EnrollOptions {
-                name,
-                recovery: recovery
-                    .as_ref()
-                    .map(|s| Zeroizing::new(s.trim().to_string())),
-                new_account,
-            },
+            EnrollOptions::new(name)
+                .recovery_opt(recovery.as_ref().map(|s| s.trim().to_string()))
+                .new_account(new_account)
+                .open(crate::device_cmd::open_options()),
         ))
         .map_err(enroll_error)?;
     println!("device id: {}", enrolled.device_id);
@@ -127,7 +124,12 @@ pub(crate) fn enroll(
 
 pub(crate) fn approve(home: &Path, device_id: &str, wait: &str) -> anyhow::Result<()> {
     let wait = timeout(wait)?;
-    let mut replica = open(home)?;
+    let device_id: sealsync_client::DeviceId = device_id.trim().parse().map_err(|_| {
+        anyhow::anyhow!(
+            "approval failed: {device_id:?} is not a device id (32 hex digits): give the id that `enroll` printed on the new device, or see `sealsync device --home DIR pending`"
+        )
+    })?;
+    let replica = open(home)?;
     let rt = crate::runtime()?;
     rt.block_on(async {
         let approval = replica
@@ -151,7 +153,7 @@ pub(crate) fn approve(home: &Path, device_id: &str, wait: &str) -> anyhow::Resul
             .await
             .context("approval failed")
     })?;
-    println!("approved {}: it is trusted", device_id.trim());
+    println!("approved {device_id}: it is trusted");
     Ok(())
 }
 
@@ -166,7 +168,7 @@ fn read_code() -> anyhow::Result<Zeroizing<String>> {
 
 pub(crate) fn join(home: &Path, code: Option<&str>, wait: &str) -> anyhow::Result<()> {
     let wait = timeout(wait)?;
-    let mut replica = open(home)?;
+    let replica = open(home)?;
     let code = match code {
         Some(c) if c != "-" => Zeroizing::new(c.to_string()),
         _ => read_code()?,
@@ -179,7 +181,7 @@ pub(crate) fn join(home: &Path, code: Option<&str>, wait: &str) -> anyhow::Resul
 }
 
 pub(crate) fn pending(home: &Path) -> anyhow::Result<()> {
-    let mut replica = open(home)?;
+    let replica = open(home)?;
     let rt = crate::runtime()?;
     let pending = rt
         .block_on(replica.pending_devices())

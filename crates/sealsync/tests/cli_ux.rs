@@ -327,7 +327,7 @@ fn a_put_under_a_fast_clock_does_not_wedge_the_cli() {
     ok(&["device", "--home", &home, "sync"]);
     let out = Command::new(BIN)
         .args(["device", "--home", &home, "put", "c", "k", "v"])
-        .env(sealsync_client::CLOCK_SKEW_ENV, "3600000")
+        .env("SEALSYNC_TEST_CLOCK_SKEW_MS", "3600000")
         .output()
         .expect("run");
     assert!(

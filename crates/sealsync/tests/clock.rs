@@ -11,7 +11,7 @@ async fn a_device_an_hour_fast_syncs_once_then_pushes() {
     // NA-10: sync works with the client clock an hour off; CD-08: the server's drift check
     // still refuses what was stamped an hour ahead.
     let server = TestServer::start().await;
-    let (mut a, mut b, _) = approved_pair(&server, "acme").await;
+    let (a, b, _) = approved_pair(&server, "acme").await;
     a.set_clock_skew_for_tests(HOUR);
     a.sync().await.expect("sync learning the server's clock");
     a.put("notes", "k", b"from the fast device").expect("put");

@@ -14,7 +14,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_sealsync");
 async fn killed_syncs_lose_and_duplicate_nothing() {
     // CF-05, CF-11, NA-11: push interrupted at many points, then resumed.
     let server = TestServer::start().await;
-    let (mut a, mut b, _) = approved_pair(&server, "acme").await;
+    let (a, b, _) = approved_pair(&server, "acme").await;
 
     let records: Vec<(String, Vec<u8>)> = (0..6000)
         .map(|i| (format!("rec-{i:05}"), vec![(i % 251) as u8; 1024]))
@@ -83,15 +83,11 @@ async fn values_are_encrypted_at_rest_on_the_device() {
     let a = Replica::enroll(
         &server.home("a"),
         &server.bundle("acme"),
-        EnrollOptions {
-            name: "a".into(),
-            recovery: None,
-            new_account: true,
-        },
+        EnrollOptions::new("a").new_account(true),
     )
     .await
     .expect("a");
-    let mut a = a.replica;
+    let a = a.replica;
     a.put("notes", "k", b"at-rest-canary-value-31337")
         .expect("put");
     a.sync().await.expect("sync");

@@ -92,16 +92,12 @@ async fn recovery_secret_admits_a_device_without_approval() {
     let c = Replica::enroll(
         &server.home("third"),
         &server.bundle("acme"),
-        EnrollOptions {
-            name: "third".into(),
-            recovery: Some(zeroize::Zeroizing::new(secret)),
-            new_account: false,
-        },
+        EnrollOptions::new("third").recovery(secret),
     )
     .await
     .expect("recovery enroll");
     assert_eq!(c.state, DeviceState::Trusted);
-    let mut c = c.replica;
+    let c = c.replica;
     c.sync().await.expect("sync");
     assert_eq!(
         c.get("notes", "hello").expect("get").as_deref(),
@@ -165,7 +161,7 @@ async fn edits_survive_reopen_and_work_offline() {
     let (a, _b, _) = approved_pair(&server, "acme").await;
     let home = server.home("first");
     server.halt().await; // no server from here on
-    let mut a = a;
+    let a = a;
     a.put("notes", "offline", b"still here")
         .expect("put without a server");
     drop(a);

@@ -130,7 +130,7 @@ async fn trusted_device(server: &TestServer) -> Replica {
     .await
     .expect("enroll the first device");
     assert_eq!(first.state, DeviceState::Trusted);
-    let mut replica = first.replica;
+    let replica = first.replica;
     replica.sync().await.expect("sync before the flood");
     replica
 }

@@ -109,7 +109,7 @@ async fn a_second_sync_on_one_home_waits_for_the_first() {
     b.sync().await.expect("sync b");
     one.put("notes", "k1", b"through the first handle")
         .expect("put");
-    let mut two = Replica::open(one.home()).expect("second handle");
+    let two = Replica::open(one.home()).expect("second handle");
     two.put("notes", "k2", b"through the second handle")
         .expect("put");
 

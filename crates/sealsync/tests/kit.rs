@@ -88,19 +88,12 @@ impl TestServer {
 
 /// Enrollment options of a device joining an existing account, with no recovery secret.
 pub(crate) fn opts(name: &str) -> EnrollOptions {
-    EnrollOptions {
-        name: name.into(),
-        recovery: None,
-        new_account: false,
-    }
+    EnrollOptions::new(name)
 }
 
 /// Enrollment options of the first device of a new account.
 pub(crate) fn first_opts(name: &str) -> EnrollOptions {
-    EnrollOptions {
-        new_account: true,
-        ..opts(name)
-    }
+    opts(name).new_account(true)
 }
 
 /// Pairs the pending `joiner` with the trusted `approver`, both running at once as two
@@ -111,7 +104,7 @@ pub(crate) async fn pair(
 ) -> (Result<(), ClientError>, Result<(), ClientError>) {
     let timeout = Duration::from_secs(30);
     let approval = approver
-        .begin_approval(&joiner.device_id().to_string(), timeout)
+        .begin_approval(joiner.device_id(), timeout)
         .await
         .expect("begin approval");
     let code = approval.code().to_string();

@@ -149,12 +149,9 @@ async fn a_wrong_code_spends_the_attempt() {
     // MS-10: one online guess per attempt. A mistyped code is refused on both sides, nothing
     // is sealed, and the real code no longer works either.
     let server = TestServer::start().await;
-    let (mut a, mut b) = devices(&server).await;
+    let (a, b) = devices(&server).await;
     let b_id = b.device_id();
-    let approval = a
-        .begin_approval(&b_id.to_string(), TIMEOUT)
-        .await
-        .expect("begin");
+    let approval = a.begin_approval(b_id, TIMEOUT).await.expect("begin");
     let code = approval.code().to_string();
     let wrong = another_code(&code);
     let (approved, joined) = tokio::join!(a.finish_approval(approval), b.join(&wrong, TIMEOUT));
@@ -184,12 +181,9 @@ async fn server_substituting_the_new_devices_keys_is_refused() {
     // signing key (so the id matches) but its own kx key, and a guessed code. The approver's
     // MAC check refuses it before anything is sealed.
     let server = TestServer::start().await;
-    let (mut a, b) = devices(&server).await;
+    let (a, b) = devices(&server).await;
     let b_id = b.device_id();
-    let approval = a
-        .begin_approval(&b_id.to_string(), TIMEOUT)
-        .await
-        .expect("begin");
+    let approval = a.begin_approval(b_id, TIMEOUT).await.expect("begin");
     let start: PairingStart = sealsync_proto::decode(&mailbox(&server, b_id).0).expect("start");
     let evil = DeviceKeys {
         kx_pk: KxSecretKey::generate().public_key(),
@@ -214,12 +208,9 @@ async fn server_substituting_the_new_devices_keys_is_refused() {
 /// also answers the approver with its own reply: a man in the middle on both sides.
 async fn server_in_the_middle(forge_reply: bool) {
     let server = TestServer::start().await;
-    let (mut a, mut b) = devices(&server).await;
+    let (a, b) = devices(&server).await;
     let b_id = b.device_id();
-    let approval = a
-        .begin_approval(&b_id.to_string(), TIMEOUT)
-        .await
-        .expect("begin");
+    let approval = a.begin_approval(b_id, TIMEOUT).await.expect("begin");
     let code = approval.code().to_string();
     let guess = PairingCode::parse(&another_code(&code)).expect("code");
     let real: PairingStart = sealsync_proto::decode(&mailbox(&server, b_id).0).expect("start");
@@ -492,10 +483,7 @@ async fn wrong_recovery_secret_is_refused() {
     let wrong = sealsync_crypto::RecoverySecret::generate()
         .display()
         .to_string();
-    let with = |s: &str| sealsync_client::EnrollOptions {
-        recovery: Some(zeroize::Zeroizing::new(s.to_string())),
-        ..opts("intruder")
-    };
+    let with = |s: &str| opts("intruder").recovery(s);
     let err = Replica::enroll(&server.home("intruder"), &bundle, with(&wrong))
         .await
         .expect_err("a wrong recovery secret admitted a device");

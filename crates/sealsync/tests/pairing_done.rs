@@ -30,10 +30,10 @@ async fn confirm_arrives(server: &TestServer, device: DeviceId) -> PairingConfir
 /// device's public keys), up to the done message, which is forged when `forge` is set.
 async fn approve_with_done(forge: bool) -> Result<(), ClientError> {
     let server = TestServer::start().await;
-    let (mut a, b) = devices(&server).await;
+    let (a, b) = devices(&server).await;
     let b_id = b.device_id();
     let approval = a
-        .begin_approval(&b_id.to_string(), Duration::from_secs(3))
+        .begin_approval(b_id, Duration::from_secs(3))
         .await
         .expect("begin");
     let code = PairingCode::parse(approval.code()).expect("code");
@@ -161,7 +161,7 @@ async fn the_new_device_takes_the_keys_from_the_approvers_envelope_only() {
     let add_c = add(&mut roster, &e, c.id, &c.keys(), "other");
     store_entry(&server, 1, c.id, &add_c);
 
-    let mut b = Replica::enroll(&server.home("b"), &server.bundle("acme"), opts("second"))
+    let b = Replica::enroll(&server.home("b"), &server.bundle("acme"), opts("second"))
         .await
         .expect("enroll b")
         .replica;

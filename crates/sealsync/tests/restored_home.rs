@@ -50,7 +50,7 @@ async fn restored_after_two_lost_batches(
     server: &TestServer,
     unsent: bool,
 ) -> (Replica, Replica, tempfile::TempDir) {
-    let (mut a, mut b, _) = approved_pair(server, "acme").await;
+    let (a, b, _) = approved_pair(server, "acme").await;
     a.put("notes", "k1", b"v1").expect("put");
     a.put("notes", "k2", b"v2").expect("put");
     a.sync().await.expect("sync");
@@ -63,7 +63,7 @@ async fn restored_after_two_lost_batches(
     let home = a.home().to_path_buf();
     drop(a);
     copy_tree(&home, &backup.path().join("home"));
-    let mut a = Replica::open(&home).expect("reopen");
+    let a = Replica::open(&home).expect("reopen");
 
     a.put("notes", "k1", b"v1 after the backup").expect("put");
     a.put("notes", "lost", b"written after the backup")
@@ -95,7 +95,7 @@ async fn restored_home_takes_back_its_own_batches_and_loses_no_edit() {
     // restored from an older backup; CD-05: the restored device never gets a second batch
     // at one of its seqs accepted (the server keeps one batch per seq).
     let server = TestServer::start().await;
-    let (mut a, mut b, _backup) = restored_after_two_lost_batches(&server, true).await;
+    let (a, b, _backup) = restored_after_two_lost_batches(&server, true).await;
     let before = stored_batches(&server, &a);
 
     // Edits after the restore: sealed at seq 2, which the server holds with other content.
@@ -185,7 +185,7 @@ async fn own_batches_that_do_not_verify_are_a_fork_and_change_nothing() {
     // another device's batch in its place is not this device's chain: refused, nothing
     // changes, and the genuine chain is taken back once the server serves it again.
     let server = TestServer::start().await;
-    let (mut a, mut b, _backup) = restored_after_two_lost_batches(&server, true).await;
+    let (a, b, _backup) = restored_after_two_lost_batches(&server, true).await;
     a.put("notes", "new", b"written after the restore")
         .expect("put");
     let genuine = stored_batches(&server, &a);
@@ -308,7 +308,7 @@ async fn resealed_batch_at_a_used_seq_has_a_fresh_salt_and_key() {
     // pair repeats. The server refuses it, and it is dropped once the device takes its own
     // seq 2 back.
     let server = TestServer::start().await;
-    let (mut a, _b, _backup) = restored_after_two_lost_batches(&server, true).await;
+    let (a, _b, _backup) = restored_after_two_lost_batches(&server, true).await;
     a.put("notes", "new", b"written after the restore")
         .expect("put");
     // Keep the re-sealed batch in A's outbox: refuse the adoption once (a bad signature on
@@ -372,7 +372,7 @@ async fn restored_home_without_new_edits_pulls_its_batches_and_keeps_their_bytes
     // the next ones of its own chain, and keeps their exact bytes to re-send them to a
     // server restored from before them.
     let server = TestServer::start().await;
-    let (mut a, _b, _backup) = restored_after_two_lost_batches(&server, false).await;
+    let (a, _b, _backup) = restored_after_two_lost_batches(&server, false).await;
     let genuine = stored_batches(&server, &a);
     let report = a.sync().await.expect("sync");
     assert!(report.errors.is_empty(), "{report}");

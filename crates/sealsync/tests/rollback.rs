@@ -87,7 +87,7 @@ async fn batches_lost_by_a_restored_server_are_resent_and_reach_every_device() {
     // CF-10, CF-12: every acknowledged edit survives a restore from an older backup;
     // NA-08, MS-25: devices that already had the re-sent batches skip them as duplicates.
     let server = TestServer::start().await;
-    let (mut a, mut b, secret) = approved_pair(&server, "acme").await;
+    let (a, b, secret) = approved_pair(&server, "acme").await;
     for i in 1..=4 {
         a.put("notes", &format!("k{i}"), format!("v{i}").as_bytes())
             .expect("put");
@@ -132,15 +132,11 @@ async fn batches_lost_by_a_restored_server_are_resent_and_reach_every_device() {
     let c = Replica::enroll(
         &server.home("third"),
         &server.bundle("acme"),
-        EnrollOptions {
-            name: "third".into(),
-            recovery: Some(zeroize::Zeroizing::new(secret)),
-            new_account: false,
-        },
+        EnrollOptions::new("third").recovery(secret),
     )
     .await
     .expect("enroll third");
-    let mut c = c.replica;
+    let c = c.replica;
     let report = c.sync().await.expect("sync");
     assert!(report.errors.is_empty(), "{report}");
 
@@ -161,7 +157,7 @@ async fn batches_lost_by_a_restored_server_are_resent_and_reach_every_device() {
 async fn restored_head_off_the_devices_chain_is_a_fork_and_changes_nothing() {
     // MS-30, BI-08: the server's head for A is not a point of A's own chain.
     let server = TestServer::start().await;
-    let (mut a, mut b, _) = approved_pair(&server, "acme").await;
+    let (a, b, _) = approved_pair(&server, "acme").await;
     for i in 1..=3 {
         a.put("notes", &format!("k{i}"), b"v").expect("put");
         a.sync().await.expect("sync");

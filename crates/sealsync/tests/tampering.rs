@@ -41,7 +41,7 @@ fn snapshot(r: &Replica) -> ([u8; 32], Vec<(String, Vec<u8>)>) {
 async fn altered_stored_batch_is_refused_and_state_kept() {
     // MS-16, MS-23: the server flips a byte of a stored ciphertext.
     let server = TestServer::start().await;
-    let (mut a, mut b) = trusted_pair(&server).await;
+    let (a, b) = trusted_pair(&server).await;
     a.put("notes", "k", b"v1").expect("put");
     a.sync().await.expect("sync");
     b.sync().await.expect("sync");
@@ -167,7 +167,7 @@ async fn batch_from_a_device_outside_the_roster_is_refused() {
 async fn reordered_log_is_refused() {
     // MS-26: the server serves a device's batches out of order.
     let server = TestServer::start().await;
-    let (mut a, mut b) = trusted_pair(&server).await;
+    let (a, b) = trusted_pair(&server).await;
     a.put("notes", "one", b"1").expect("put");
     a.sync().await.expect("sync");
     a.put("notes", "two", b"2").expect("put");
@@ -212,7 +212,7 @@ async fn roster_entry_hidden_from_one_device_is_detected_by_its_batches() {
     // with check "roster", names A, and keeps its state. The limit: the fork shows only once
     // B pulls a batch written after the hidden entry.
     let server = TestServer::start().await;
-    let (mut a, mut b) = trusted_pair(&server).await;
+    let (mut a, b) = trusted_pair(&server).await;
     a.put("notes", "k", b"before").expect("put");
     a.sync().await.expect("sync");
     b.sync().await.expect("sync");

@@ -24,7 +24,7 @@ async fn a_fast_clock_does_not_wedge_the_device() {
     // right again: the edits are re-stamped from trusted time and pushed, pulls go on, new
     // edits do not inherit the future stamp. The device clock really moves (injected skew).
     let server = TestServer::start().await;
-    let (mut a, mut b, _) = approved_pair(&server, "acme").await;
+    let (a, b, _) = approved_pair(&server, "acme").await;
     a.put("notes", "k", b"before").expect("put");
     a.sync().await.expect("sync with a right clock");
     b.put("inbox", "from-b", b"hello").expect("put");
@@ -99,7 +99,7 @@ async fn a_refused_push_stops_neither_pulls_nor_other_collections() {
     // MS-16 (a batch the server refuses), NA-11: the refusal is reported for its collection
     // only; the other collections push, the pulls run, and `status` shows the error.
     let server = TestServer::start().await;
-    let (mut a, mut b, _) = approved_pair(&server, "acme").await;
+    let (a, b, _) = approved_pair(&server, "acme").await;
     a.put("bad", "k", b"v").expect("put");
     a.sync().await.expect("sync");
     assert!(a.status().expect("status").last_sync.is_some());
@@ -182,7 +182,7 @@ async fn a_second_handle_opened_while_pending_loses_nothing() {
     let (mut a, second) = trusted_and_pending(&server).await;
     assert_eq!(second.state, DeviceState::Pending);
     let mut sync_task = second.replica;
-    let mut ui = Replica::open(&server.home("second")).expect("second handle");
+    let ui = Replica::open(&server.home("second")).expect("second handle");
 
     let (approved, joined) = pair(&mut a, &mut sync_task).await;
     approved.expect("approve");
@@ -237,13 +237,10 @@ async fn a_handle_beside_the_cli_in_another_process_loses_nothing() {
     // opened while pending; the app's writes reach the account's other device through the
     // CLI's next sync.
     let server = TestServer::start().await;
-    let (mut a, second) = trusted_and_pending(&server).await;
-    let mut app = second.replica;
+    let (a, second) = trusted_and_pending(&server).await;
+    let app = second.replica;
     let approval = a
-        .begin_approval(
-            &second.device_id.to_string(),
-            std::time::Duration::from_secs(30),
-        )
+        .begin_approval(second.device_id, std::time::Duration::from_secs(30))
         .await
         .expect("begin approval");
     let code = approval.code().to_string();

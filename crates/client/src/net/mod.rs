@@ -22,11 +22,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::error::ClientError;
+use crate::options::Timeouts;
 
-/// Time allowed for TCP connect plus the TLS handshake.
-pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Time allowed for one request, from sending it to the last byte of the response.
-pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Largest response body the client reads (responses are refused above it: MS-36).
 pub(crate) const MAX_RESPONSE_BYTES: usize = sealsync_proto::MAX_MESSAGE_BYTES;
 
@@ -96,6 +93,8 @@ pub(crate) struct Connection {
     sender: http2::SendRequest<Full<Bytes>>,
     authority: String,
     driver: tokio::task::JoinHandle<()>,
+    /// Time allowed for one request, from sending it to the last byte of the response.
+    request_timeout: Duration,
 }
 
 impl Drop for Connection {
@@ -105,23 +104,28 @@ impl Drop for Connection {
 }
 
 impl Connection {
-    /// Connects (TCP + TLS 1.3 + HTTP/2) within [`CONNECT_TIMEOUT`].
+    /// Connects (TCP + TLS 1.3 + HTTP/2) within `timeouts.connect`.
     pub(crate) async fn connect(
         url: &ServerUrl,
         config: ClientConfig,
+        timeouts: Timeouts,
     ) -> Result<Self, ClientError> {
-        tokio::time::timeout(CONNECT_TIMEOUT, Self::connect_inner(url, config))
+        tokio::time::timeout(timeouts.connect, Self::connect_inner(url, config, timeouts))
             .await
             .map_err(|_| {
                 ClientError::Network(format!(
-                    "timed out connecting to {} after {}s; check that the server is running",
+                    "timed out connecting to {} after {} s; is the server running?",
                     url.authority(),
-                    CONNECT_TIMEOUT.as_secs()
+                    timeouts.connect.as_secs_f32()
                 ))
             })?
     }
 
-    async fn connect_inner(url: &ServerUrl, config: ClientConfig) -> Result<Self, ClientError> {
+    async fn connect_inner(
+        url: &ServerUrl,
+        config: ClientConfig,
+        timeouts: Timeouts,
+    ) -> Result<Self, ClientError> {
         let name = url.server_name()?;
         let tcp = TcpStream::connect((url.host.as_str(), url.port))
             .await
@@ -157,6 +161,7 @@ impl Connection {
             sender,
             authority: url.authority(),
             driver,
+            request_timeout: timeouts.request,
         })
     }
 
@@ -169,13 +174,11 @@ impl Connection {
         body: Option<Vec<u8>>,
     ) -> Result<Bytes, ClientError> {
         let what = format!("{method} {path}");
-        tokio::time::timeout(REQUEST_TIMEOUT, self.call_inner(method, path, body))
+        let limit = self.request_timeout;
+        tokio::time::timeout(limit, self.call_inner(method, path, body))
             .await
             .map_err(|_| {
-                ClientError::Network(format!(
-                    "{what} timed out after {}s",
-                    REQUEST_TIMEOUT.as_secs()
-                ))
+                ClientError::Network(format!("{what} timed out after {} s", limit.as_secs_f32()))
             })?
     }
 
@@ -196,16 +199,17 @@ impl Connection {
     ) -> Prefetch<R> {
         let sender = self.sender.clone();
         let authority = self.authority.clone();
+        let limit = self.request_timeout;
         Prefetch(tokio::spawn(async move {
             let bytes = tokio::time::timeout(
-                REQUEST_TIMEOUT,
+                limit,
                 request(sender, &authority, http::Method::GET, &path, None),
             )
             .await
             .map_err(|_| {
                 ClientError::Network(format!(
-                    "GET {path} timed out after {}s",
-                    REQUEST_TIMEOUT.as_secs()
+                    "GET {path} timed out after {} s",
+                    limit.as_secs_f32()
                 ))
             })??;
             sealsync_proto::decode_limited(&bytes, MAX_RESPONSE_BYTES)

@@ -59,7 +59,7 @@ async fn copied_home_seals_under_a_new_key_and_takes_back_the_original_batch() {
     let copy = server.home("copy");
     copy_dir(&home, &copy);
     let mut one = Replica::open(&home).unwrap();
-    let mut two = Replica::open(&copy).unwrap();
+    let two = Replica::open(&copy).unwrap();
     one.put("notes", "k", b"one").unwrap();
     two.put("notes", "k", b"two").unwrap();
     round(&mut [&mut one]).await;
@@ -102,7 +102,7 @@ async fn lost_pin_acknowledgement_then_policy_change_does_not_wedge() {
     // device lost the acknowledgement (its home is restored from before that sync). A local
     // policy change is then refused, never sent, and every later sync works.
     let server = TestServer::start().await;
-    let (mut a, mut b) = pair(&server).await;
+    let (a, mut b) = pair(&server).await;
     a.create_collection("w", Policy::Lww).unwrap();
     let home = a.home().to_path_buf();
     drop(a);
@@ -112,7 +112,7 @@ async fn lost_pin_acknowledgement_then_policy_change_does_not_wedge() {
     round(&mut [&mut a]).await;
     drop(a);
     restore(&backup, &home);
-    let mut a = Replica::open(&home).unwrap();
+    let a = Replica::open(&home).unwrap();
     let err = a.create_collection("w", Policy::Manual).unwrap_err();
     assert!(err.to_string().contains("cannot be changed"), "{err}");
     assert_eq!(policy(&a, "w"), "lww");
@@ -137,7 +137,7 @@ async fn descriptors_hidden_from_one_device_do_not_split_the_policy() {
     // it holds from b, which created the same collection offline with another policy. The
     // policy comes from the roster pin, so both devices resolve under a's policy.
     let server = TestServer::start().await;
-    let (mut a, mut b) = pair(&server).await;
+    let (mut a, b) = pair(&server).await;
     a.create_collection("h", Policy::Manual).unwrap();
     a.put("h", "k", b"a").unwrap();
     round(&mut [&mut a]).await;
@@ -169,7 +169,7 @@ async fn backdated_descriptor_by_a_member_does_not_flip_the_policy() {
     round(&mut [&mut a, &mut b]).await;
     assert_eq!(policy(&b, "p"), "fields");
 
-    let (_, secrets) = FileKeyStore::open(b.home()).unwrap();
+    let (_, secrets) = FileKeyStore::open_with(b.home(), None).unwrap();
     let b_id = DeviceId(sealsync_crypto::device_id(&secrets.signing.verifying_key()));
     let keys = secrets.account_keys.as_ref().unwrap();
     let (_, backdated) = seal_descriptor(

@@ -5,7 +5,7 @@
 use sealsync_core::Policy;
 
 use crate::testutil::offline_replica;
-use crate::{ClientError, Replica};
+use crate::{ClientError, Core};
 
 #[test]
 fn put_get_delete_list_history() {
@@ -101,7 +101,7 @@ fn edits_survive_reopen() {
     }
     let last = r.store.clock.last();
     drop(r);
-    let mut r = Replica::open(dir.path()).unwrap();
+    let mut r = Core::open(dir.path(), &Default::default()).unwrap();
     assert_eq!(r.get("notes", "a").unwrap().as_deref(), Some(&b"one"[..]));
     assert_eq!(r.get("notes", "b").unwrap(), None);
     assert_eq!(r.state_root().unwrap(), root);
@@ -169,7 +169,7 @@ fn learned_clock_offset_is_durable_and_pulls_fast_ticks_back() {
     assert!(clock.now() + 1000 >= before + half);
 
     drop(r);
-    let r = Replica::open(dir.path()).unwrap();
+    let r = Core::open(dir.path(), &Default::default()).unwrap();
     assert_eq!(r.store.time.offset_ms, Some(-HOUR));
     assert_eq!(r.store.time.skew_ms, 0, "the test skew is not persisted");
 }
@@ -183,7 +183,7 @@ fn two_handles_on_one_replica_never_issue_the_same_version_id() {
     let dir = tempfile::tempdir().unwrap();
     let mut a = offline_replica(dir.path());
     a.put("notes", "seed", b"0").unwrap();
-    let mut b = Replica::open(dir.path()).unwrap();
+    let mut b = Core::open(dir.path(), &Default::default()).unwrap();
     // Wall clocks behind the last HLC (e.g. pulled back by trusted time): ticks are last + 1.
     a.set_clock_skew_for_tests(-3_600_000);
     b.set_clock_skew_for_tests(-3_600_000);
@@ -200,7 +200,7 @@ fn two_handles_on_one_replica_never_issue_the_same_version_id() {
     assert_eq!(a.seal_outbox().unwrap(), 1);
     // And a handle that reopens later continues above every id issued.
     drop(b);
-    let mut c = Replica::open(dir.path()).unwrap();
+    let mut c = Core::open(dir.path(), &Default::default()).unwrap();
     c.set_clock_skew_for_tests(-3_600_000);
     let vc = c.put("notes", "k", b"from c").unwrap();
     assert!(vc > va && vc > vb);

@@ -7,7 +7,7 @@ use sealsync_core::{DeviceId, Hlc, VersionId};
 use sealsync_proto::Mutation;
 
 use super::{PulledBatch, VerifiedPage};
-use crate::Replica;
+use crate::Core;
 
 mod convergence;
 mod local;
@@ -39,7 +39,7 @@ fn remote(author: DeviceId, seq: u64, muts: Vec<Mut<'_>>) -> PulledBatch {
     }
 }
 
-fn apply(r: &mut Replica, coll: &str, batches: Vec<PulledBatch>) -> usize {
+fn apply(r: &mut Core, coll: &str, batches: Vec<PulledBatch>) -> usize {
     let c = r.store.collection(coll).unwrap().unwrap();
     r.store
         .apply_page(

@@ -1,8 +1,8 @@
 //! CF-12, CF-13, CF-14 on the shipped code path: real replicas (SQLite files in a temporary
-//! directory) of 2 to 5 devices of one account edit offline through the public `Replica` API
+//! directory) of 2 to 5 devices of one account edit offline through the public `Core` API
 //! (`put`, `delete`, `resolve`), seal real batches into their outboxes (`seal_outbox`), and
 //! pull them from per-device logs through the same three calls `pull_collection` makes for
-//! each page: `check_page_indices`, `Replica::verify_page` and `Store::apply_page`. Each
+//! each page: `check_page_indices`, `Core::verify_page` and `Store::apply_page`. Each
 //! device's log interleaves the authors' batches in a random order, some not yet delivered,
 //! some delivered twice, fetched in pages of random size, with out-of-order batches probed
 //! (and refused) on the way. At the end every device, and an observer that received every
@@ -30,7 +30,7 @@ use sealsync_proto::{LogEntry, Sealed};
 use crate::pull::check_page_indices;
 use crate::store::VerifiedPage;
 use crate::testutil::offline_account;
-use crate::{ClientError, Replica};
+use crate::{ClientError, Core};
 
 const COLL: &str = "c";
 /// Devices that edit, at most.
@@ -142,7 +142,7 @@ impl Rng {
 /// One case: devices `0..devices` edit, device `devices` is the observer.
 struct World {
     policy: Policy,
-    replicas: Vec<Replica>,
+    replicas: Vec<Core>,
     /// Every batch each device sealed, in seq order.
     sealed: Vec<Vec<Sealed>>,
     /// Per receiver: the log the server shows it.
@@ -175,7 +175,7 @@ impl World {
                 let f = f.unwrap();
                 std::fs::copy(f.path(), home.join(f.file_name())).unwrap();
             }
-            let mut r = Replica::open(&home).unwrap();
+            let mut r = Core::open(&home, &Default::default()).unwrap();
             r.store
                 .conn
                 .pragma_update(None, "synchronous", "OFF")
@@ -201,7 +201,12 @@ impl World {
             Op::Put { dev, key, val } => {
                 self.replicas[dev].put(COLL, &format!("k{key}"), &value(policy, key, val))
             }
-            Op::Delete { dev, key } => self.replicas[dev].delete(COLL, &format!("k{key}")),
+            Op::Delete { dev, key } => match self.replicas[dev].delete(COLL, &format!("k{key}")) {
+                // Deleting a key this device has not seen live writes nothing.
+                Ok(None) => return Ok(()),
+                Ok(Some(vid)) => Ok(vid),
+                Err(e) => Err(e),
+            },
             Op::Resolve { dev, key, val } if policy == Policy::Manual => {
                 self.replicas[dev].resolve(COLL, &format!("k{key}"), &value(policy, key, val))
             }
@@ -311,7 +316,7 @@ impl World {
         let a = rng.below(self.replicas.len());
         let r = &self.replicas[dev];
         let coll = r.store.collection_required(COLL).map_err(fail)?;
-        let author = self.replicas[a].device_id();
+        let author = self.replicas[a].device_id;
         let applied = r.store.chain(&author, coll.id).map_err(fail)?.last_seq as usize;
         let Some(ahead) = self.sealed[a].get(applied + 1) else {
             return Ok(());

@@ -5,13 +5,13 @@
 use sealsync_core::{Hlc, Policy};
 use sealsync_proto::Sealed;
 
-use crate::Replica;
+use crate::Core;
 use crate::testutil::offline_replica;
 
 const HOUR: i64 = 3_600_000;
 
 /// `hlc_max` of every outbox batch of the replica not yet acknowledged.
-fn unacked_hlc_max(r: &Replica) -> Vec<(u64, u64)> {
+fn unacked_hlc_max(r: &Core) -> Vec<(u64, u64)> {
     r.store
         .outbox()
         .unwrap()
@@ -25,7 +25,7 @@ fn unacked_hlc_max(r: &Replica) -> Vec<(u64, u64)> {
 }
 
 /// Acknowledges every unacknowledged outbox batch, as the server's answer would.
-fn ack_all(r: &mut Replica) {
+fn ack_all(r: &mut Core) {
     let sent: Vec<_> = r
         .store
         .outbox()
@@ -150,7 +150,7 @@ fn future_batches_are_unsealed_and_restamped_keeping_order() {
     assert!(Hlc(r.history("notes", "k3").unwrap()[0].hlc) <= limit);
     // A reopened handle agrees.
     drop(r);
-    let r = Replica::open(dir.path()).unwrap();
+    let r = Core::open(dir.path(), &Default::default()).unwrap();
     assert_eq!(r.get("notes", "k").unwrap().as_deref(), Some(&b"new"[..]));
     assert!(r.store.stored_hlc().unwrap() <= limit);
 }

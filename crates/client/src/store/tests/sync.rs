@@ -8,7 +8,7 @@ use sealsync_proto::{LogEntry, Mutation};
 
 use super::{PulledBatch, apply, hlc};
 use crate::testutil::offline_replica;
-use crate::{ClientError, Replica};
+use crate::{ClientError, Core};
 
 #[test]
 fn sealing_fills_the_outbox_once_and_marks_versions_sent() {
@@ -35,7 +35,7 @@ fn sealing_fills_the_outbox_once_and_marks_versions_sent() {
     let me = r.device_id;
     assert_eq!(r.store.chain(&me, bulk.id).unwrap().last_seq, 2);
     drop(r);
-    let r = Replica::open(dir.path()).unwrap();
+    let r = Core::open(dir.path(), &Default::default()).unwrap();
     let again = r.store.outbox().unwrap();
     assert_eq!(
         again.iter().map(|e| e.bytes.clone()).collect::<Vec<_>>(),
@@ -107,7 +107,7 @@ fn outbox_of_an_older_database_is_upgraded_as_unacknowledged() {
         )
         .unwrap();
     drop(r);
-    let r = Replica::open(dir.path()).unwrap();
+    let r = Core::open(dir.path(), &Default::default()).unwrap();
     let after = r.store.outbox().unwrap();
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].bytes, before[0].bytes);
@@ -115,7 +115,7 @@ fn outbox_of_an_older_database_is_upgraded_as_unacknowledged() {
     drop(r);
     // Opening again is a no-op.
     assert_eq!(
-        Replica::open(dir.path())
+        Core::open(dir.path(), &Default::default())
             .unwrap()
             .store
             .outbox()
@@ -128,7 +128,7 @@ fn outbox_of_an_older_database_is_upgraded_as_unacknowledged() {
 /// A batch sealed by `signing` (as device `author`) for collection `name` of `r`'s account,
 /// carrying `r`'s roster head.
 fn foreign_batch(
-    r: &Replica,
+    r: &Core,
     signing: &SigningKey,
     name: &str,
     seq: u64,
@@ -142,7 +142,7 @@ fn foreign_batch(
 
 /// [`foreign_batch`] carrying `roster_head` instead of `r`'s roster head.
 fn headed_batch(
-    r: &Replica,
+    r: &Core,
     signing: &SigningKey,
     name: &str,
     (seq, prev): (u64, [u8; 32]),
@@ -190,7 +190,7 @@ fn entries(batches: &[&sealsync_proto::Sealed]) -> Vec<LogEntry> {
         .collect()
 }
 
-fn verify(r: &Replica, name: &str, e: &[LogEntry]) -> Result<Vec<PulledBatch>, ClientError> {
+fn verify(r: &Core, name: &str, e: &[LogEntry]) -> Result<Vec<PulledBatch>, ClientError> {
     let c = r.store.collection(name).unwrap().unwrap();
     let cid = c.cid.unwrap();
     r.verify_page(&c, cid, e, &mut Default::default())
@@ -343,13 +343,13 @@ fn forged_check() -> &'static str {
 
 /// The sync future can move between threads (e.g. `tokio::spawn`).
 #[allow(dead_code)]
-fn futures_are_send(a: &mut Replica, b: &mut Replica, c: &mut Replica) {
+fn futures_are_send(a: &mut Core, b: &mut Core, c: &mut Core) {
     fn is_send<T: Send>(_: &T) {}
     is_send(&a.sync());
-    is_send(&b.begin_approval("", std::time::Duration::ZERO));
+    is_send(&b.begin_approval(DeviceId([0; 16]), std::time::Duration::ZERO));
     is_send(&b.join("", std::time::Duration::ZERO));
     is_send(&c.pending_devices());
-    is_send(&Replica::enroll(
+    is_send(&Core::enroll(
         std::path::Path::new(""),
         "",
         crate::EnrollOptions::default(),

@@ -1,0 +1,349 @@
+//! [`Replica`]: the cheap, clonable handle an application shares between its UI and its
+//! background tasks.
+//!
+//! A replica's shared state holds two [`Core`]s on one home directory, each with its own
+//! SQLite connection: the *local* core serves reads and local writes behind a mutex held
+//! for one local transaction at most, and the *engine* core runs syncs, pairing and the
+//! driver on the replica's own thread (`crate::worker`). A sync therefore never holds the
+//! lock that a write or read needs while it waits for the network; its local steps take
+//! SQLite's write lock for one transaction each, which is the longest a write waits.
+//!
+//! Handles opened separately on the same home (in this process or another, such as the
+//! CLI while the app runs) coordinate through the database itself: every change is one
+//! transaction, each core re-reads what another may have changed (`crate::refresh`), and
+//! one sync runs at a time per home (`crate::sync_lock`).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
+
+use sealsync_core::{DeviceId, Policy, VersionId};
+
+use crate::error::ClientError;
+use crate::options::OpenOptions;
+use crate::types::{
+    Conflict, EnrollOptions, Enrolled, HistoryEntry, PendingDeviceInfo, Status, SyncReport,
+};
+use crate::worker::Worker;
+use crate::{Approval, Core};
+
+/// One device's replica: local store, keys and sync engine.
+///
+/// `Replica` is `Clone + Send + Sync`: clones are handles on the same shared state, cheap to
+/// make and to pass to tasks and threads. Reads and local writes are synchronous and wait
+/// at most for one local transaction, never for the network; network operations are
+/// `async`, run on the replica's own thread and can be awaited from any executor. Dropping
+/// such a future cancels the operation at its next step, losing nothing. `Debug` prints no
+/// secrets.
+#[derive(Clone)]
+pub struct Replica {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// What an engine operation returns: a future borrowing the engine core.
+pub(crate) type EngineFuture<'a, T> =
+    std::pin::Pin<Box<dyn Future<Output = Result<T, ClientError>> + Send + 'a>>;
+
+/// State shared by the handles of one replica.
+pub(crate) struct Shared {
+    pub(crate) home: PathBuf,
+    pub(crate) device_id: DeviceId,
+    account: String,
+    name: String,
+    /// Reads and local writes.
+    local: Mutex<Core>,
+    /// Syncs, pairing, the driver: opened from `local` on first use.
+    engine: Arc<tokio::sync::Mutex<Option<Core>>>,
+    /// The replica's thread, started on first use.
+    worker: OnceLock<Worker>,
+    /// Bumped after every local commit of this replica's handles (wakes change feeds and
+    /// the sync driver at once; commits by other processes are found by polling).
+    pub(crate) commits: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Shared {
+    /// The replica's thread, started on first use.
+    pub(crate) fn worker(&self) -> Result<&Worker, ClientError> {
+        if let Some(w) = self.worker.get() {
+            return Ok(w);
+        }
+        let w = Worker::start()?;
+        // Another handle may have started one meanwhile: then this one stops at once.
+        let _ = self.worker.set(w);
+        self.worker
+            .get()
+            .ok_or_else(|| ClientError::Internal("the replica's thread did not start".into()))
+    }
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("home", &self.shared.home)
+            .field("device_id", &self.shared.device_id)
+            .field("account", &self.shared.account)
+            .field("name", &self.shared.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replica {
+    /// Opens the replica enrolled in `home`, with a key store protected by a key file (see
+    /// [`Replica::open_with`] for a passphrase or another key store).
+    pub fn open(home: &Path) -> Result<Replica, ClientError> {
+        Self::open_with(home, OpenOptions::default())
+    }
+
+    /// Opens the replica enrolled in `home` with `options`.
+    pub fn open_with(home: &Path, options: OpenOptions) -> Result<Replica, ClientError> {
+        Ok(Self::from_core(Core::open(home, &options)?, None))
+    }
+
+    pub(crate) fn from_core(mut core: Core, worker: Option<Worker>) -> Replica {
+        let commits = Arc::new(tokio::sync::watch::Sender::new(0));
+        core.commits = Some(commits.clone());
+        let cell = OnceLock::new();
+        if let Some(w) = worker {
+            let _ = cell.set(w);
+        }
+        Replica {
+            shared: Arc::new(Shared {
+                home: core.home.clone(),
+                device_id: core.device_id,
+                account: core.account.clone(),
+                name: core.name.clone(),
+                local: Mutex::new(core),
+                engine: Arc::new(tokio::sync::Mutex::new(None)),
+                worker: cell,
+                commits,
+            }),
+        }
+    }
+
+    /// Enrolls this device into the account named by `bundle` (from `sealsync admin
+    /// enroll`), creating the replica in `home`. See [`Enrolled`] for the outcomes and
+    /// [`EnrollOptions`] for the key store's protection.
+    pub async fn enroll(
+        home: &Path,
+        bundle: &str,
+        opts: EnrollOptions,
+    ) -> Result<Enrolled, ClientError> {
+        let worker = Worker::start()?;
+        let (home, bundle) = (home.to_path_buf(), bundle.to_string());
+        let e = worker
+            .run(async move { Core::enroll(&home, &bundle, opts).await })
+            .await?;
+        Ok(Enrolled {
+            replica: Self::from_core(e.core, Some(worker)),
+            device_id: e.device_id,
+            state: e.state,
+            recovery_secret: e.recovery_secret,
+        })
+    }
+
+    fn local(&self) -> MutexGuard<'_, Core> {
+        // A panic while the lock was held left nothing half-done in the database (every
+        // change is one transaction), and the core re-reads its state before each write.
+        self.shared
+            .local
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs a local write and wakes the change feeds and the driver if it committed.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Core) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let out = f(&mut self.local())?;
+        self.shared.commits.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(out)
+    }
+
+    /// Runs `op` with the engine core on the replica's thread.
+    pub(crate) fn on_engine<T, F>(
+        &self,
+        op: F,
+    ) -> impl Future<Output = Result<T, ClientError>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a mut Core) -> EngineFuture<'a, T> + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        async move {
+            let on = shared.clone();
+            let task = on.worker()?.run(async move {
+                let mut guard = shared.engine.clone().lock_owned().await;
+                if guard.is_none() {
+                    let fork = shared
+                        .local
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .fork()?;
+                    *guard = Some(fork);
+                }
+                let core = guard
+                    .as_mut()
+                    .ok_or_else(|| ClientError::Internal("no engine".into()))?;
+                let out = op(core).await;
+                shared.commits.send_modify(|n| *n = n.wrapping_add(1));
+                out
+            });
+            task.await
+        }
+    }
+
+    /// Writes `value` under `key` (creating the collection with the `lww` policy if needed).
+    /// Durable when it returns. In a `fields` collection the value must be a JSON object
+    /// and is a patch: its fields replace those fields only (see [`Replica::patch`]). The
+    /// returned id changes if a sync later finds the edit was stamped by a clock that ran
+    /// fast and re-stamps it (`SyncReport::restamped_versions`).
+    pub fn put(&self, collection: &str, key: &str, value: &[u8]) -> Result<VersionId, ClientError> {
+        self.write(|c| c.put(collection, key, value))
+    }
+
+    /// Writes many records of one collection in one transaction (bulk import); same rules
+    /// as [`Replica::put`]. For several collections, or deletes, use a transaction.
+    pub fn put_many(
+        &self,
+        collection: &str,
+        records: &[(String, Vec<u8>)],
+    ) -> Result<Vec<VersionId>, ClientError> {
+        self.write(|c| c.put_many(collection, records))
+    }
+
+    /// The live value of `key`, `None` if absent or deleted.
+    pub fn get(&self, collection: &str, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
+        self.local().get(collection, key)
+    }
+
+    /// Deletes `key` (a tombstone version) and returns its id; `None`, writing nothing, if
+    /// there was no live record: deleting is idempotent.
+    pub fn delete(&self, collection: &str, key: &str) -> Result<Option<VersionId>, ClientError> {
+        self.write(|c| c.delete(collection, key))
+    }
+
+    /// Live records in key order (decrypts the whole collection; see `scan` for a part).
+    pub fn list(&self, collection: &str) -> Result<Vec<(String, Vec<u8>)>, ClientError> {
+        self.local().list(collection)
+    }
+
+    /// Every version of `key` ever seen, in version order, each with why it won or lost.
+    /// Empty if the key was never written.
+    pub fn history(&self, collection: &str, key: &str) -> Result<Vec<HistoryEntry>, ClientError> {
+        self.local().history(collection, key)
+    }
+
+    /// Creates a collection with `policy`. Succeeds without change if it exists with the
+    /// same policy; an existing collection with another policy is refused
+    /// ([`ClientError::InvalidInput`]): a collection's policy is fixed when it is created,
+    /// and once synced, by the first descriptor pinned in the roster.
+    pub fn create_collection(&self, name: &str, policy: Policy) -> Result<(), ClientError> {
+        self.local().create_collection(name, policy)
+    }
+
+    /// Records of a `manual` collection with concurrent versions, in key order. Empty for a
+    /// collection this device does not know; [`ClientError::InvalidInput`] for a collection
+    /// with another policy (it never keeps conflicts).
+    pub fn conflicts(&self, collection: &str) -> Result<Vec<Conflict>, ClientError> {
+        self.local().conflicts(collection)
+    }
+
+    /// Writes `value` as the resolution of `key`: a version superseding all current heads.
+    /// [`ClientError::NotFound`] if the key has no versions; [`ClientError::InvalidInput`]
+    /// if the collection's policy is not `manual`.
+    pub fn resolve(
+        &self,
+        collection: &str,
+        key: &str,
+        value: &[u8],
+    ) -> Result<VersionId, ClientError> {
+        self.write(|c| c.resolve(collection, key, value))
+    }
+
+    /// Combined state root over the collections that hold records (tombstones included).
+    pub fn state_root(&self) -> Result<[u8; 32], ClientError> {
+        self.local().state_root()
+    }
+
+    /// Device, account, state and per-collection counters.
+    pub fn status(&self) -> Result<Status, ClientError> {
+        self.local().status()
+    }
+
+    /// Test hook, not for applications: adds `skew_ms` (may be negative) to every reading
+    /// of the system clock by this replica only, as if the device's clock were that far
+    /// off. Not persisted; a reopened replica reads the system clock as it is.
+    #[doc(hidden)]
+    pub fn set_clock_skew_for_tests(&self, skew_ms: i64) {
+        self.local().set_clock_skew_for_tests(skew_ms);
+        if let Ok(mut engine) = self.shared.engine.try_lock()
+            && let Some(core) = engine.as_mut()
+        {
+            core.set_clock_skew_for_tests(skew_ms);
+        }
+    }
+
+    /// This device's id.
+    pub fn device_id(&self) -> DeviceId {
+        self.shared.device_id
+    }
+
+    /// Home directory of this replica.
+    pub fn home(&self) -> &Path {
+        &self.shared.home
+    }
+
+    /// Synchronises with the server (`docs/protocol.md`): extends the verified roster,
+    /// pushes this device's sealed edits and pulls, verifies and applies the other
+    /// devices'. Anything from the server that fails a check is refused as a whole and
+    /// leaves local state unchanged. The outcome is kept for [`Replica::status`].
+    ///
+    /// One sync runs at a time per home, across every handle and process on it: a second
+    /// one waits for the first (up to [`crate::SYNC_LOCK_WAIT`], then
+    /// [`ClientError::SyncBusy`] having done nothing). Reads and local writes never wait
+    /// for a sync's network I/O. Dropping the future cancels the sync, losing nothing.
+    pub async fn sync(&self) -> Result<SyncReport, ClientError> {
+        self.on_engine(|core| Box::pin(core.sync())).await
+    }
+
+    /// Starts approving the pending device `device`: makes a fresh code and opens the
+    /// attempt on the server. Show [`Approval::code`] to the user, then call
+    /// [`Replica::finish_approval`]. The attempt stays open for `timeout`.
+    pub async fn begin_approval(
+        &self,
+        device: DeviceId,
+        timeout: Duration,
+    ) -> Result<Approval, ClientError> {
+        self.on_engine(move |core| Box::pin(core.begin_approval(device, timeout)))
+            .await
+    }
+
+    /// Waits for the new device's reply and verifies its key-confirmation MAC; only then adds
+    /// it to the roster with the keys the MAC proved, seals the account keys to it and sends
+    /// the confirmation; then waits until the new device reports, under its MAC, that it is
+    /// trusted. A wrong code is [`ClientError::WrongCode`] (the attempt is aborted and
+    /// nothing was sealed); no reply in time is [`ClientError::PairingTimeout`]; no report
+    /// of the trusted state in time is [`ClientError::PairingUnconfirmed`].
+    pub async fn finish_approval(&self, approval: Approval) -> Result<(), ClientError> {
+        self.on_engine(move |core| Box::pin(core.finish_approval(approval)))
+            .await
+    }
+
+    /// Pairs this pending device with the trusted device that shows `code`; returns once
+    /// the device is trusted. Errors: [`ClientError::WrongCode`],
+    /// [`ClientError::PairingAborted`], [`ClientError::PairingTimeout`],
+    /// [`ClientError::Pairing`].
+    pub async fn join(&self, code: &str, timeout: Duration) -> Result<(), ClientError> {
+        let code = zeroize::Zeroizing::new(code.to_string());
+        self.on_engine(move |core| Box::pin(async move { core.join(&code, timeout).await }))
+            .await
+    }
+
+    /// Devices of the account waiting for approval, as the server lists them (unverified:
+    /// only a pairing proves a device's keys).
+    pub async fn pending_devices(&self) -> Result<Vec<PendingDeviceInfo>, ClientError> {
+        self.on_engine(|core| Box::pin(core.pending_devices()))
+            .await
+    }
+}
