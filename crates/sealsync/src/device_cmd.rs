@@ -78,10 +78,11 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
         DeviceCommand::Delete { collection, key } => {
             let replica = open(&home)?;
             match replica.delete(&collection, &key) {
-                Ok(_) => Ok(()),
-                // README: exit 1 when the record asked for does not exist.
-                Err(e @ ClientError::NotFound { .. }) => Err(Exit::not_found(format!(
-                    "{e} (never written here, already deleted, or not synced yet): nothing to delete"
+                Ok(Some(_)) => Ok(()),
+                // README: exit 1 when the record asked for does not exist. The library's
+                // delete is idempotent; the CLI still tells a script that nothing was there.
+                Ok(None) => Err(Exit::not_found(format!(
+                    "no record {key:?} in collection {collection:?} (never written here, already deleted, or not synced yet): nothing to delete"
                 ))
                 .into()),
                 Err(e) => Err(anyhow::Error::new(e).context("delete failed")),
