@@ -20,6 +20,7 @@ use std::time::Duration;
 use sealsync_core::{DeviceId, Policy, VersionId};
 
 use crate::error::ClientError;
+use crate::feed::{ChangeFilter, Changes, PollerSetup};
 use crate::options::OpenOptions;
 use crate::types::{
     Conflict, EnrollOptions, Enrolled, HistoryEntry, PendingDeviceInfo, Status, SyncReport,
@@ -59,6 +60,8 @@ pub(crate) struct Shared {
     /// Bumped after every local commit of this replica's handles (wakes change feeds and
     /// the sync driver at once; commits by other processes are found by polling).
     pub(crate) commits: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The change feeds' poller, while anyone subscribes.
+    feed: crate::feed::FeedSlot,
 }
 
 impl Shared {
@@ -116,6 +119,7 @@ impl Replica {
                 engine: Arc::new(tokio::sync::Mutex::new(None)),
                 worker: cell,
                 commits,
+                feed: Default::default(),
             }),
         }
     }
@@ -292,6 +296,29 @@ impl Replica {
     /// Home directory of this replica.
     pub fn home(&self) -> &Path {
         &self.shared.home
+    }
+
+    /// Subscribes to the changes `filter` wants: every version committed from now on, by a
+    /// local write (this handle, another handle, another process on this home) or a pull,
+    /// exactly once and in commit order. Local writes arrive at once; commits by other
+    /// processes within [`crate::feed::POLL`]. A subscriber that falls behind gets a
+    /// [`Lagged`](crate::Lagged) item and never blocks a writer. See [`Changes`].
+    pub fn subscribe(&self, filter: ChangeFilter) -> Result<Changes, ClientError> {
+        let shared = &self.shared;
+        let (rx, start) = shared.feed.subscribe(
+            || self.local().store.last_change_seq(),
+            |start| PollerSetup {
+                db: shared.home.join(crate::store::DB_FILE),
+                me: shared.device_id,
+                commits: shared.commits.subscribe(),
+                start,
+            },
+            |fut| {
+                shared.worker()?.spawn(fut);
+                Ok(())
+            },
+        )?;
+        Ok(Changes::new(rx, filter, start))
     }
 
     /// Synchronises with the server (`docs/protocol.md`): extends the verified roster,

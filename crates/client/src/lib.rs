@@ -31,6 +31,7 @@ mod collections;
 mod devices;
 mod enroll;
 mod error;
+pub mod feed;
 mod handle;
 pub mod keystore;
 mod net;
@@ -54,6 +55,7 @@ use std::path::PathBuf;
 use sealsync_core::Roster;
 
 pub use error::ClientError;
+pub use feed::{Change, ChangeFilter, Changes, Lagged, Origin};
 pub use handle::Replica;
 pub use keystore::{DeviceSecrets, FileKeyStore, KeyStore, Protection};
 pub use options::{OpenOptions, Timeouts};
@@ -62,7 +64,7 @@ pub use pairing::Approval;
 pub use sealsync_core::{DeviceId, Policy, VersionId};
 pub use sync_lock::SYNC_LOCK_WAIT;
 pub use types::{
-    CollectionStatus, Conflict, ConflictVersion, DeviceState, EnrollOptions, Enrolled,
+    ChangedKey, CollectionStatus, Conflict, ConflictVersion, DeviceState, EnrollOptions, Enrolled,
     HistoryEntry, LastError, PendingDeviceInfo, PolicyChange, Status, SyncIssue, SyncReport,
 };
 

@@ -323,6 +323,19 @@ pub struct SyncReport {
     /// device created the same collection first, with another policy); their records were
     /// re-resolved under the pinned policy.
     pub policy_changes: Vec<PolicyChange>,
+    /// Records that versions from other devices changed in this sync (pulled, or taken
+    /// back), each once, sorted by collection then key. The same changes reach
+    /// [`Replica::subscribe`](crate::Replica::subscribe) subscribers as they commit.
+    pub changed: Vec<ChangedKey>,
+}
+
+/// A record a sync changed.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ChangedKey {
+    /// Collection name.
+    pub collection: String,
+    /// Record key.
+    pub key: String,
 }
 
 /// A local collection whose policy was replaced by the pinned one during a sync.

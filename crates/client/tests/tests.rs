@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 struct TestServer {
     dir: tempfile::TempDir,
+    url: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), sealsync_server::ServerError>>>,
 }
@@ -34,9 +35,15 @@ impl TestServer {
         }));
         Self {
             dir,
+            url: format!("https://{addr}"),
             stop: Some(tx),
             task: Some(task),
         }
+    }
+
+    /// The server's URL (`https://127.0.0.1:PORT`).
+    fn url(&self) -> String {
+        self.url.clone()
     }
 
     fn data(&self) -> PathBuf {
@@ -70,6 +77,11 @@ impl TestServer {
     }
 
     async fn stop(mut self) {
+        self.halt().await;
+    }
+
+    /// Stops the server, keeping its directory (and the homes in it).
+    async fn halt(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -255,6 +267,7 @@ async fn altered_batch_is_refused_whole_and_later_applied_when_intact() {
     server.stop().await;
 }
 
+mod handle;
 mod salt_policy;
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -22,6 +22,7 @@
 //! Every change is one transaction, committed before the call returns (CF-01, CF-06).
 
 mod adopt;
+pub(crate) mod changes;
 mod pull;
 mod records;
 mod restamp;
