@@ -37,6 +37,8 @@ mod net;
 mod options;
 mod pairing;
 mod pull;
+mod queries;
+mod query;
 mod refresh;
 mod replica;
 mod restore;
@@ -58,6 +60,7 @@ pub use handle::Replica;
 pub use keystore::{DeviceSecrets, FileKeyStore, KeyStore, Protection};
 pub use options::{OpenOptions, Timeouts};
 pub use pairing::Approval;
+pub use query::ScanOptions;
 #[doc(hidden)]
 pub use sealsync_core::{DeviceId, Policy, VersionId};
 pub use sync_lock::SYNC_LOCK_WAIT;
