@@ -5,6 +5,7 @@
 
 mod cli;
 mod cli_kit;
+mod cli_query;
 mod cli_ux;
 mod clock;
 mod crash;
