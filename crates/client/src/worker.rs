@@ -79,6 +79,7 @@ impl Worker {
     }
 
     /// Spawns a background task (driver, change feed) on the worker thread.
+    #[allow(dead_code, reason = "for the driver and change feeds")]
     pub(crate) fn spawn(
         &self,
         fut: impl Future<Output = ()> + Send + 'static,
