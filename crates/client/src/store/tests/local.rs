@@ -26,18 +26,10 @@ fn put_get_delete_list_history() {
     );
     r.delete("notes", "a").unwrap();
     assert_eq!(r.get("notes", "a").unwrap(), None);
-    assert!(matches!(
-        r.delete("notes", "a"),
-        Err(ClientError::NotFound { .. })
-    ));
-    assert!(matches!(
-        r.delete("notes", "zzz"),
-        Err(ClientError::NotFound { .. })
-    ));
-    assert!(matches!(
-        r.delete("nope", "a"),
-        Err(ClientError::NotFound { .. })
-    ));
+    // Deleting is idempotent: nothing live, nothing written.
+    assert_eq!(r.delete("notes", "a").unwrap(), None);
+    assert_eq!(r.delete("notes", "zzz").unwrap(), None);
+    assert_eq!(r.delete("nope", "a").unwrap(), None);
     assert_eq!(r.list("notes").unwrap().len(), 1);
     let h = r.history("notes", "a").unwrap();
     assert_eq!(h.len(), 3);
