@@ -72,6 +72,8 @@ enum Op {
     /// A pulled batch of one mutation by remote author 0..2, `ms` around now, `None` =
     /// tombstone.
     Pull(String, u8, i64, Option<(u8, u8)>),
+    /// A pulled batch writing one key twice, the later version first.
+    PullTwice(String, i64, (u8, u8), (u8, u8)),
     /// Creates the index on "n" in the middle of the run (the one on "tag" exists from the
     /// start).
     IndexN,
@@ -87,6 +89,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => key().prop_map(Op::Delete),
         3 => (key(), 0u8..2, -3000i64..3000, proptest::option::of((0u8..4, 0u8..3)))
             .prop_map(|(k, a, ms, v)| Op::Pull(k, a, ms, v)),
+        1 => (key(), -3000i64..3000, (0u8..4, 0u8..3), (0u8..4, 0u8..3))
+            .prop_map(|(k, ms, v1, v2)| Op::PullTwice(k, ms, v1, v2)),
         1 => Just(Op::IndexN),
     ]
 }
@@ -160,6 +164,21 @@ fn run(policy: Policy, ops: &[Op], scans: &[ScanOptions]) -> Result<(), TestCase
                     DeviceId([a as u8 + 1; 16]),
                     seqs[a],
                     vec![(k, hlc, bytes.as_deref(), vec![])],
+                );
+                b.hash = [i as u8; 32];
+                apply(&mut r, "c", vec![b]);
+            }
+            Op::PullTwice(k, ms, (t1, n1), (t2, n2)) => {
+                seqs[1] += 1;
+                let hlc = Hlc::from_parts((now + ms) as u64, 0).0 + i as u64;
+                let (v1, v2) = (value(*t1, *n1, policy), value(*t2, *n2, policy));
+                let mut b = remote(
+                    DeviceId([2; 16]),
+                    seqs[1],
+                    vec![
+                        (k, hlc, Some(v1.as_slice()), vec![]),
+                        (k, hlc - 1, Some(v2.as_slice()), vec![]),
+                    ],
                 );
                 b.hash = [i as u8; 32];
                 apply(&mut r, "c", vec![b]);
@@ -390,4 +409,22 @@ fn a_restamped_edit_stays_indexed() {
     r.delete("notes", "k").unwrap();
     assert!(r.find("notes", "tag", &json!("red")).unwrap().is_empty());
     assert_eq!(term_count(&r, "notes"), 0);
+}
+
+#[test]
+fn a_policy_change_reindexes() {
+    // Pinning a collection to another policy re-resolves its records: their terms follow.
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = offline_replica(dir.path());
+    r.create_index("c", "tag").unwrap();
+    r.put("c", "a", br#"{"tag":"red","n":1}"#).unwrap();
+    r.put("c", "a", br#"{"n":2}"#).unwrap();
+    assert!(r.find("c", "tag", &json!("red")).unwrap().is_empty());
+    let c = r.store.collection("c").unwrap().unwrap();
+    r.store.change_policy(&c, Policy::Fields).unwrap();
+    assert_eq!(
+        r.find("c", "tag", &json!("red")).unwrap(),
+        vec![("a".to_string(), br#"{"n":2,"tag":"red"}"#.to_vec())]
+    );
+    assert_eq!(term_count(&r, "c"), 1);
 }
