@@ -15,6 +15,7 @@ mod handles;
 mod kit;
 mod pairing;
 mod pairing_done;
+mod queries;
 mod refusals;
 mod restored_home;
 mod rollback;
