@@ -10,6 +10,10 @@
 //!   descriptors, pushes sealed batches from the outbox and pulls, verifies and applies other
 //!   devices' batches. Anything from the server that fails a check is refused as a whole and
 //!   leaves local state unchanged.
+//! - [`Replica::scan`] reads a key range or prefix of a collection ([`ScanOptions`]),
+//!   decrypting only what it returns; [`Replica::find`] looks records up by a top-level JSON
+//!   field through an index made by [`Replica::create_index`], which stores keyed hashes of
+//!   the field's values, never the values (`query`).
 //! - Edits are stamped with a hybrid logical clock read from trusted time: the system
 //!   clock, pulled back if it runs ahead of the server's clock (learned at enrollment and
 //!   at every sync) by more than half the drift bound (`clock`, NA-10).

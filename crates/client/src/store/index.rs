@@ -9,7 +9,10 @@
 //!   `sealsync_crypto::index_term` of collection, field and the value's canonical JSON.
 //!
 //! [`Indexer::update`] is called wherever the store writes or removes a record row (the
-//! apply path in `records`), inside that change's transaction.
+//! apply path in `records`), inside that change's transaction. The index definitions are
+//! read inside that transaction too, and [`Store::create_index`] adds one and builds it in
+//! an IMMEDIATE transaction: so another handle's change (another process on the same home)
+//! is either seen by the build or indexes itself, never missed.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use sealsync_crypto::SymmetricKey;
@@ -108,6 +111,13 @@ fn terms(key: &SymmetricKey, coll: &str, fields: &[String], value: &[u8]) -> Vec
 const LIVE_ROWS: &str = "SELECT r.key, r.winner, r.merged, v.value FROM records r
      LEFT JOIN versions v ON v.coll = r.coll AND v.key = r.key AND v.vid = r.winner";
 
+/// Live records holding term `?2` in collection `?1`, in key order: led by the
+/// `index_terms` primary key (coll, term, key), which also gives the order.
+pub(super) const FIND_SQL: &str = "SELECT r.key, r.winner, r.merged, v.value FROM index_terms t
+     JOIN records r ON r.coll = t.coll AND r.key = t.key
+     LEFT JOIN versions v ON v.coll = r.coll AND v.key = r.key AND v.vid = r.winner
+     WHERE t.coll = ?1 AND t.term = ?2 AND r.deleted = 0 ORDER BY t.key";
+
 impl Store {
     /// Creates the index on `field` of collection `name` (which need not exist yet) and
     /// builds it from the existing live records, in one transaction. Returns whether it
@@ -183,10 +193,7 @@ impl Store {
         };
         let key = sealsync_crypto::local_index_key(&self.storage_key);
         let term = sealsync_crypto::index_term(&key, name, field, &canonical_json(value));
-        let mut st = self.conn.prepare_cached(&format!(
-            "{LIVE_ROWS} JOIN index_terms t ON t.coll = r.coll AND t.key = r.key
-             WHERE t.coll = ?1 AND t.term = ?2 AND r.deleted = 0 ORDER BY r.key"
-        ))?;
+        let mut st = self.conn.prepare_cached(FIND_SQL)?;
         let mut rows = st.query(params![coll.id, term.as_slice()])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {

@@ -22,41 +22,7 @@ impl Store {
         if opts.limit == Some(0) {
             return Ok(Vec::new());
         }
-        let mut sql = String::from(
-            "SELECT r.key, r.winner, r.merged, v.value FROM records r
-             LEFT JOIN versions v ON v.coll = r.coll AND v.key = r.key AND v.vid = r.winner
-             WHERE r.coll = ?1 AND r.deleted = 0",
-        );
-        let mut args: Vec<Value> = vec![Value::Integer(coll.id)];
-        let mut bound = |op: &str, key: &str| {
-            args.push(Value::Text(key.to_string()));
-            sql.push_str(&format!(" AND r.key {op} ?{}", args.len()));
-        };
-        if let Some(p) = &opts.prefix {
-            bound(">=", p);
-            if let Some(end) = prefix_end(p) {
-                bound("<", &end);
-            }
-        }
-        match &opts.start {
-            Bound::Included(s) => bound(">=", s),
-            Bound::Excluded(s) => bound(">", s),
-            Bound::Unbounded => {}
-        }
-        match &opts.end {
-            Bound::Included(e) => bound("<=", e),
-            Bound::Excluded(e) => bound("<", e),
-            Bound::Unbounded => {}
-        }
-        sql.push_str(if opts.reverse {
-            " ORDER BY r.key DESC"
-        } else {
-            " ORDER BY r.key"
-        });
-        if let Some(n) = opts.limit {
-            args.push(Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)));
-            sql.push_str(&format!(" LIMIT ?{}", args.len()));
-        }
+        let (sql, args) = scan_query(coll.id, opts);
         let mut st = self.conn.prepare_cached(&sql)?;
         let mut rows = st.query(rusqlite::params_from_iter(args))?;
         let mut out = Vec::new();
@@ -74,4 +40,45 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// The SQL of a scan of local collection `coll` and its arguments: only the conditions
+/// `opts` asks for, so that SQLite searches the `records (coll, key)` key range.
+pub(super) fn scan_query(coll: i64, opts: &ScanOptions) -> (String, Vec<Value>) {
+    let mut sql = String::from(
+        "SELECT r.key, r.winner, r.merged, v.value FROM records r
+             LEFT JOIN versions v ON v.coll = r.coll AND v.key = r.key AND v.vid = r.winner
+             WHERE r.coll = ?1 AND r.deleted = 0",
+    );
+    let mut args: Vec<Value> = vec![Value::Integer(coll)];
+    let mut bound = |op: &str, key: &str| {
+        args.push(Value::Text(key.to_string()));
+        sql.push_str(&format!(" AND r.key {op} ?{}", args.len()));
+    };
+    if let Some(p) = &opts.prefix {
+        bound(">=", p);
+        if let Some(end) = prefix_end(p) {
+            bound("<", &end);
+        }
+    }
+    match &opts.start {
+        Bound::Included(s) => bound(">=", s),
+        Bound::Excluded(s) => bound(">", s),
+        Bound::Unbounded => {}
+    }
+    match &opts.end {
+        Bound::Included(e) => bound("<=", e),
+        Bound::Excluded(e) => bound("<", e),
+        Bound::Unbounded => {}
+    }
+    sql.push_str(if opts.reverse {
+        " ORDER BY r.key DESC"
+    } else {
+        " ORDER BY r.key"
+    });
+    if let Some(n) = opts.limit {
+        args.push(Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)));
+        sql.push_str(&format!(" LIMIT ?{}", args.len()));
+    }
+    (sql, args)
 }

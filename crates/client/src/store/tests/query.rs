@@ -428,3 +428,55 @@ fn a_policy_change_reindexes() {
     );
     assert_eq!(term_count(&r, "c"), 1);
 }
+
+#[test]
+fn find_and_scan_use_the_indexes() {
+    // The queries `find` and `scan` run: searches of a key range, no sort, no full scan.
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = offline_replica(dir.path());
+    r.create_index("c", "tag").unwrap();
+    r.put("c", "k", br#"{"tag":"red"}"#).unwrap();
+    let plan = |sql: &str, args: Vec<rusqlite::types::Value>| -> String {
+        let mut st = r
+            .store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        let rows = st
+            .query_map(rusqlite::params_from_iter(args), |row| {
+                row.get::<_, String>(3)
+            })
+            .unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    };
+    use rusqlite::types::Value as Sql;
+    let find = plan(
+        crate::store::index::FIND_SQL,
+        vec![Sql::Integer(1), Sql::Blob(vec![0; 32])],
+    );
+    assert!(
+        find.starts_with("SEARCH t USING PRIMARY KEY (coll=? AND term=?)"),
+        "{find}"
+    );
+    assert!(
+        !find.contains("TEMP B-TREE") && !find.contains("SCAN"),
+        "{find}"
+    );
+    let opts = ScanOptions::new()
+        .prefix("a")
+        .end("ab")
+        .reverse(true)
+        .limit(3);
+    let (sql, args) = crate::store::scan::scan_query(1, &opts);
+    let scan = plan(&sql, args);
+    assert!(
+        scan.starts_with(
+            "SEARCH r USING INDEX sqlite_autoindex_records_1 (coll=? AND key>? AND key<?)"
+        ),
+        "{scan}"
+    );
+    assert!(
+        !scan.contains("TEMP B-TREE") && !scan.contains("SCAN"),
+        "{scan}"
+    );
+}
