@@ -480,3 +480,40 @@ fn find_and_scan_use_the_indexes() {
         "{scan}"
     );
 }
+
+#[test]
+fn adopted_batches_and_the_edits_they_restamp_are_indexed() {
+    // A home restored from a backup takes its own later batches back from the server
+    // (`adopt`), and re-stamps its unsent edits above them: both change live records.
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = offline_replica(dir.path());
+    r.create_index("c", "tag").unwrap();
+    r.put("c", "local", br#"{"tag":"red"}"#).unwrap();
+    let coll = r.store.collection("c").unwrap().unwrap();
+    let common = r.store.own_chain_at(coll.id, 0).unwrap();
+    let hlc = Hlc::from_parts(crate::store::now_ms() - 1000, 0).0;
+    let batch = remote(
+        r.device_id,
+        1,
+        vec![("lost", hlc, Some(br#"{"tag":"red"}"#), vec![])],
+    );
+    let adopted = r
+        .store
+        .adopt_own_batches(
+            &coll,
+            &common,
+            vec![crate::store::AdoptedBatch {
+                batch,
+                bytes: vec![1],
+            }],
+        )
+        .unwrap();
+    assert_eq!((adopted.batches, adopted.restamped), (1, 1));
+    let red = r.find("c", "tag", &json!("red")).unwrap();
+    assert_eq!(keys_of(&red), ["local", "lost"]);
+    assert_eq!(term_count(&r, "c"), 2);
+}
+
+fn keys_of(records: &[(String, Vec<u8>)]) -> Vec<&str> {
+    records.iter().map(|(k, _)| k.as_str()).collect()
+}
