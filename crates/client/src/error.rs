@@ -23,6 +23,19 @@ pub enum ClientError {
     /// collection given something other than a JSON object, bad URL, unknown device id...).
     #[error("{0}")]
     InvalidInput(String),
+    /// `find` on a field that has no index in that collection: create the index first
+    /// ([`crate::Replica::create_index`]).
+    #[error(
+        "collection {} has no index on field {}: create it first (`create_index`, or `sealsync device index COLLECTION FIELD`)",
+        crate::types::echo(.collection),
+        crate::types::echo(.field)
+    )]
+    NoIndex {
+        /// Collection asked for.
+        collection: String,
+        /// Field asked for.
+        field: String,
+    },
     /// The home directory holds no replica (run `sealsync device enroll` first).
     #[error("no replica in {0}: enroll this device first")]
     NotEnrolled(PathBuf),

@@ -373,4 +373,36 @@ impl Replica {
         self.on_engine(|core| Box::pin(core.pending_devices()))
             .await
     }
+
+    // Queries (`crate::query`).
+
+    /// Live records of `collection` selected by `opts` (prefix, range, limit, order; see
+    /// [`crate::ScanOptions`]). Decrypts only the records it returns. Empty for an unknown
+    /// collection.
+    pub fn scan(
+        &self,
+        collection: &str,
+        opts: crate::ScanOptions,
+    ) -> Result<Vec<(String, Vec<u8>)>, ClientError> {
+        self.local().scan(collection, &opts)
+    }
+
+    /// Creates an index on the top-level JSON `field` of `collection`'s records (built from
+    /// the live records at once, then kept up to date by every change, local or pulled).
+    /// Idempotent; the collection need not exist yet. The index holds keyed hashes, never
+    /// field values in clear.
+    pub fn create_index(&self, collection: &str, field: &str) -> Result<(), ClientError> {
+        self.write(|c| c.create_index(collection, field))
+    }
+
+    /// Live records of `collection` whose JSON `field` equals `value`, in key order.
+    /// [`ClientError::NoIndex`] if the field has no index (see [`Replica::create_index`]).
+    pub fn find(
+        &self,
+        collection: &str,
+        field: &str,
+        value: &serde_json::Value,
+    ) -> Result<Vec<(String, Vec<u8>)>, ClientError> {
+        self.local().find(collection, field, value)
+    }
 }

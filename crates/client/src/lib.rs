@@ -10,6 +10,10 @@
 //!   descriptors, pushes sealed batches from the outbox and pulls, verifies and applies other
 //!   devices' batches. Anything from the server that fails a check is refused as a whole and
 //!   leaves local state unchanged.
+//! - [`Replica::scan`] reads a key range or prefix of a collection ([`ScanOptions`]),
+//!   decrypting only what it returns; [`Replica::find`] looks records up by a top-level JSON
+//!   field through an index made by [`Replica::create_index`], which stores keyed hashes of
+//!   the field's values, never the values (`query`).
 //! - Edits are stamped with a hybrid logical clock read from trusted time: the system
 //!   clock, pulled back if it runs ahead of the server's clock (learned at enrollment and
 //!   at every sync) by more than half the drift bound (`clock`, NA-10).
@@ -38,6 +42,8 @@ mod net;
 mod options;
 mod pairing;
 mod pull;
+mod queries;
+mod query;
 mod refresh;
 mod replica;
 mod restore;
@@ -60,6 +66,7 @@ pub use handle::Replica;
 pub use keystore::{DeviceSecrets, FileKeyStore, KeyStore, Protection};
 pub use options::{OpenOptions, Timeouts};
 pub use pairing::Approval;
+pub use query::ScanOptions;
 #[doc(hidden)]
 pub use sealsync_core::{DeviceId, Policy, VersionId};
 pub use sync_lock::SYNC_LOCK_WAIT;

@@ -27,8 +27,8 @@ pub use kx::{KxPublicKey, KxSecretKey, hpke_open, hpke_seal, hpke_seal_with_ikm_
 pub use sign::{SigContext, SigningKey, VerifyingKey, device_id, signed_message};
 pub use symmetric::{
     MAX_OBJECT_SALT_LEN, MIN_OBJECT_SALT_LEN, OBJECT_SALT_LEN, ObjectKey, ObjectLabel,
-    SymmetricKey, check_object_salt, collection_id, collection_key, object_salt, open_random_nonce,
-    seal_random_nonce,
+    SymmetricKey, check_object_salt, collection_id, collection_key, index_term, local_index_key,
+    object_salt, open_random_nonce, seal_random_nonce,
 };
 
 /// The only cipher suite of protocol version 1.

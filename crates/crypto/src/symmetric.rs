@@ -91,6 +91,36 @@ pub fn collection_id(naming_key: &SymmetricKey, account: &str, name: &str) -> [u
     id
 }
 
+/// `HKDF(ikm = storage_key, info = "local-index-key")`: the key of a device's local field
+/// index ([`index_term`]), derived from its local storage key so that it needs no storage of
+/// its own and is separate from every other use of that key.
+pub fn local_index_key(storage_key: &SymmetricKey) -> SymmetricKey {
+    let mut out = SymmetricKey { bytes: [0u8; 32] };
+    hkdf(&storage_key.bytes, b"local-index-key", &mut out.bytes);
+    out
+}
+
+/// `HMAC-SHA256(index_key, "sealsync/v1/index-term" || lp(collection) || lp(field) ||
+/// lp(value))`: the term under which a local field index stores a record whose `field`
+/// holds `value` (its canonical encoding), so that the index holds no plaintext value.
+pub fn index_term(
+    index_key: &SymmetricKey,
+    collection: &str,
+    field: &str,
+    value: &[u8],
+) -> [u8; 32] {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &index_key.bytes);
+    let mut msg = Vec::with_capacity(23 + 12 + collection.len() + field.len() + value.len());
+    msg.extend_from_slice(b"sealsync/v1/index-term");
+    lp(&mut msg, collection.as_bytes());
+    lp(&mut msg, field.as_bytes());
+    lp(&mut msg, value);
+    let tag = hmac::sign(&key, &msg);
+    let mut term = [0u8; 32];
+    term.copy_from_slice(tag.as_ref());
+    term
+}
+
 /// Length of the fresh random salt drawn for every sealed object (batch, descriptor,
 /// recovery blob, key envelope): 256 bits, so two seals never share a key even when every
 /// other identity field repeats (a home directory restored from a backup).
@@ -321,6 +351,24 @@ mod tests {
         let dbg = format!("{o:?}");
         assert_eq!(dbg, "ObjectKey(..)");
         assert!(!dbg.contains(&hex::encode(o.commitment())));
+    }
+
+    #[test]
+    fn index_terms_separate_inputs_and_keys() {
+        let storage = ck();
+        let k = local_index_key(&storage);
+        assert_ne!(k.expose(), storage.expose());
+        let t = index_term(&k, "c", "f", b"1");
+        assert_eq!(t, index_term(&k, "c", "f", b"1"));
+        assert_ne!(t, index_term(&k, "c2", "f", b"1"));
+        assert_ne!(t, index_term(&k, "c", "g", b"1"));
+        assert_ne!(t, index_term(&k, "c", "f", b"2"));
+        // Length prefixes: moving bytes between fields changes the term.
+        assert_ne!(
+            index_term(&k, "ab", "c", b"1"),
+            index_term(&k, "a", "bc", b"1")
+        );
+        assert_ne!(t, index_term(&storage, "c", "f", b"1"));
     }
 
     #[test]

@@ -148,6 +148,45 @@ pub(crate) enum DeviceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List the live records whose keys match, in key order, in the format of `list`. Only
+    /// the records printed are decrypted.
+    Scan {
+        collection: String,
+        /// Only keys starting with P.
+        #[arg(long, value_name = "P")]
+        prefix: Option<String>,
+        /// Only keys from K on (K included).
+        #[arg(long, value_name = "K")]
+        start: Option<String>,
+        /// Only keys before K (K excluded).
+        #[arg(long, value_name = "K")]
+        end: Option<String>,
+        /// At most N records (with --reverse, the last N).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Descending key order.
+        #[arg(long)]
+        reverse: bool,
+        /// Print one JSON array, as `list --json` does.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the live records whose JSON field FIELD equals VALUE, in the format of `list`,
+    /// through the index on FIELD (made by `index`).
+    Find {
+        collection: String,
+        field: String,
+        /// A JSON value (`"red"`, `1`, `true`, `null`, `[1,2]`); anything that is not JSON is
+        /// taken as a string (`red`).
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+        /// Print one JSON array, as `list --json` does.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Index the JSON field FIELD of the records of COLLECTION, for `find` (kept up to date
+    /// by every later change; the index stores keyed hashes, never the values).
+    Index { collection: String, field: String },
     /// Show every version of a record and which one won and why.
     History { collection: String, key: String },
     /// Collection commands.

@@ -7,7 +7,7 @@ use std::io::{Read as _, Write as _};
 
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
-use sealsync_client::{ClientError, MAX_VALUE_BYTES, Replica};
+use sealsync_client::{ClientError, MAX_VALUE_BYTES, Replica, ScanOptions};
 use sealsync_core::Policy;
 
 use crate::Exit;
@@ -91,20 +91,57 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
         DeviceCommand::List { collection, json } => {
             let replica = open(&home)?;
             let records = replica.list(&collection).context("list failed")?;
-            let mut out = std::io::stdout().lock();
-            if json {
-                let items: Vec<serde_json::Value> = records
-                    .iter()
-                    .map(|(key, value)| list_json(key, value))
-                    .collect();
-                serde_json::to_writer(&mut out, &items).context("cannot encode the list")?;
-                writeln!(out).context("cannot write to standard output")?;
-            } else {
-                for (key, value) in &records {
-                    writeln!(out, "{}\t{}", escape(key.as_bytes()), escape(value))
-                        .context("cannot write to standard output")?;
-                }
+            print_records(&records, json)
+        }
+        DeviceCommand::Scan {
+            collection,
+            prefix,
+            start,
+            end,
+            limit,
+            reverse,
+            json,
+        } => {
+            let mut opts = ScanOptions::new().reverse(reverse);
+            if let Some(p) = prefix {
+                opts = opts.prefix(p);
             }
+            if let Some(k) = start {
+                opts = opts.start(k);
+            }
+            if let Some(k) = end {
+                opts = opts.end(k);
+            }
+            if let Some(n) = limit {
+                opts = opts.limit(n);
+            }
+            let replica = open(&home)?;
+            let records = replica.scan(&collection, opts).context("scan failed")?;
+            print_records(&records, json)
+        }
+        DeviceCommand::Find {
+            collection,
+            field,
+            value,
+            json,
+        } => {
+            let value = serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value));
+            let replica = open(&home)?;
+            let records = replica
+                .find(&collection, &field, &value)
+                .context("find failed")?;
+            print_records(&records, json)
+        }
+        DeviceCommand::Index { collection, field } => {
+            let replica = open(&home)?;
+            replica
+                .create_index(&collection, &field)
+                .context("cannot create the index")?;
+            println!(
+                "indexed field {} of collection {}",
+                echo(&field),
+                echo(&collection)
+            );
             Ok(())
         }
         DeviceCommand::History { collection, key } => {
@@ -220,6 +257,26 @@ fn read_value(src: impl std::io::Read, what: &str) -> anyhow::Result<Vec<u8>> {
         );
     }
     Ok(buf)
+}
+
+/// Prints records as `list` does: one `key<TAB>value` line each (escaped, see [`escape`]),
+/// or with `json` one JSON array of [`list_json`] objects.
+fn print_records(records: &[(String, Vec<u8>)], json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let items: Vec<serde_json::Value> = records
+            .iter()
+            .map(|(key, value)| list_json(key, value))
+            .collect();
+        serde_json::to_writer(&mut out, &items).context("cannot encode the list")?;
+        writeln!(out).context("cannot write to standard output")?;
+    } else {
+        for (key, value) in records {
+            writeln!(out, "{}\t{}", escape(key.as_bytes()), escape(value))
+                .context("cannot write to standard output")?;
+        }
+    }
+    Ok(())
 }
 
 /// One record of `list --json`: `{"key": K, "value": V}` for a UTF-8 value, else

@@ -12,7 +12,7 @@ use crate::cli_kit::{BIN, fails, ok, start_server};
 
 /// A server and one trusted device ("dev", the account's first); returns the temporary
 /// directory, the server process and the device's home.
-fn one_device() -> (
+pub(crate) fn one_device() -> (
     tempfile::TempDir,
     crate::cli_kit::ServerProcess,
     String,

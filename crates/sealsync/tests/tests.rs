@@ -5,6 +5,7 @@
 
 mod cli;
 mod cli_kit;
+mod cli_query;
 mod cli_ux;
 mod clock;
 mod crash;
@@ -14,6 +15,7 @@ mod handles;
 mod kit;
 mod pairing;
 mod pairing_done;
+mod queries;
 mod refusals;
 mod restored_home;
 mod rollback;

@@ -13,6 +13,8 @@
 //!   value only for `fields`);
 //! - `chains`/`chain_hashes`: per author and collection, the applied chain and the hash of
 //!   every applied batch (the device's own sealed batches included);
+//! - `indexes`/`index_terms`: JSON field indexes, terms keyed by HMAC, no plaintext field
+//!   values (`index`, maintained by the apply path in `records`);
 //! - `outbox`: every batch this device sealed, with its exact bytes and hash; `acked` once
 //!   the server acknowledged that very batch (matched by hash), or for batches of its own
 //!   taken back from the server after its home was restored (`adopt`). Acknowledged batches are kept so that they can be re-sent byte for byte
@@ -23,9 +25,11 @@
 
 mod adopt;
 pub(crate) mod changes;
+mod index;
 mod pull;
 mod records;
 mod restamp;
+mod scan;
 mod seal;
 
 use std::path::Path;
@@ -237,6 +241,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "cache_size", -32_768)?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(index::SCHEMA)?;
         for (present, upgrade) in UPGRADES {
             if !conn.prepare(present)?.exists([])? {
                 conn.execute_batch(upgrade)?;

@@ -13,6 +13,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use sealsync_core::{Policy, Resolved, Version, VersionId, leaf_hash, resolve, state_root};
 use sealsync_crypto::SymmetricKey;
 
+use super::index::Indexer;
 use super::{CollInfo, Store, corrupt, meta, set_meta_tx};
 use crate::error::ClientError;
 
@@ -69,14 +70,15 @@ fn vid_of(bytes: &[u8]) -> Result<VersionId, ClientError> {
     VersionId::from_slice(bytes).map_err(|_| corrupt("version id"))
 }
 
-/// Inserts `versions` into `coll` and updates the records they touch. Returns the number of
-/// versions that were new. The caller commits.
+/// Inserts `versions` into `coll` and updates the records they touch, and their index
+/// terms. Returns the number of versions that were new. The caller commits.
 pub(crate) fn apply_versions(
     tx: &Transaction<'_>,
     key: &SymmetricKey,
     coll: &CollInfo,
     versions: Vec<NewVersion>,
 ) -> Result<usize, ClientError> {
+    let indexer = Indexer::load(tx, key, coll)?;
     let mut inserted = 0;
     let mut touched = BTreeSet::new();
     let mut ins = tx.prepare_cached(
@@ -122,19 +124,22 @@ pub(crate) fn apply_versions(
                 continue;
             };
             let leaf = leaf_hash(&v.key, &r);
-            upsert.execute(params![
+            let changed = upsert.execute(params![
                 coll.id,
                 v.key,
                 r.winner.0.as_slice(),
                 r.deleted,
                 leaf.as_slice()
             ])?;
+            if changed > 0 {
+                indexer.update(tx, coll, &v.key, (!r.deleted).then_some(r.value.as_slice()))?;
+            }
         } else {
             touched.insert(v.key);
         }
     }
     for k in touched {
-        recompute_record(tx, key, coll, &k)?;
+        recompute_with(tx, key, coll, &k, &indexer)?;
     }
     Ok(inserted)
 }
@@ -176,12 +181,25 @@ pub(crate) fn load_versions(
     Ok(out)
 }
 
-/// Re-resolves one record from all its versions and writes the record row.
+/// Re-resolves one record from all its versions and writes the record row and its index
+/// terms.
 pub(crate) fn recompute_record(
     tx: &rusqlite::Connection,
     key: &SymmetricKey,
     coll: &CollInfo,
     rkey: &str,
+) -> Result<(), ClientError> {
+    recompute_with(tx, key, coll, rkey, &Indexer::load(tx, key, coll)?)
+}
+
+/// [`recompute_record`] with the collection's indexes already loaded. The one place, with
+/// the `lww` upsert of [`apply_versions`], where a record row is written or removed.
+fn recompute_with(
+    tx: &rusqlite::Connection,
+    key: &SymmetricKey,
+    coll: &CollInfo,
+    rkey: &str,
+    indexer: &Indexer,
 ) -> Result<(), ClientError> {
     let versions: Vec<Version> = load_versions(tx, key, coll, rkey)?
         .into_iter()
@@ -190,9 +208,10 @@ pub(crate) fn recompute_record(
     let Some(r) = resolve(coll.policy, &versions) else {
         tx.prepare_cached("DELETE FROM records WHERE coll = ?1 AND key = ?2")?
             .execute(params![coll.id, rkey])?;
-        return Ok(());
+        return indexer.update(tx, coll, rkey, None);
     };
-    write_record(tx, key, coll, rkey, &r)
+    write_record(tx, key, coll, rkey, &r)?;
+    indexer.update(tx, coll, rkey, (!r.deleted).then_some(r.value.as_slice()))
 }
 
 fn write_record(
@@ -239,6 +258,31 @@ pub(crate) fn record_row(
         })
     })
     .transpose()
+}
+
+/// Decrypts the live value of record `rkey` from its row: the merged value (`fields`) if
+/// any, else the winning version's `value`.
+pub(super) fn open_sealed(
+    key: &SymmetricKey,
+    coll: &CollInfo,
+    rkey: &str,
+    winner: &[u8],
+    merged: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+) -> Result<Vec<u8>, ClientError> {
+    let winner = vid_of(winner)?;
+    let (aad, sealed) = match (merged, value) {
+        (Some(m), _) => (merged_aad(&coll.name, rkey, &winner), m),
+        (None, Some(v)) => (value_aad(&coll.name, rkey, &winner), v),
+        (None, None) => return Err(corrupt(format!("record {rkey:?} has no winning version"))),
+    };
+    let plain = sealsync_crypto::open_random_nonce(key, &aad, &sealed).map_err(|_| {
+        corrupt(format!(
+            "value of {rkey:?} in {:?} does not decrypt",
+            coll.name
+        ))
+    })?;
+    Ok(plain.to_vec())
 }
 
 /// Current state of one record row.
@@ -325,20 +369,7 @@ impl Store {
         merged: Option<Vec<u8>>,
         value: Option<Vec<u8>>,
     ) -> Result<Vec<u8>, ClientError> {
-        let winner = vid_of(winner)?;
-        let (aad, sealed) = match (merged, value) {
-            (Some(m), _) => (merged_aad(&coll.name, rkey, &winner), m),
-            (None, Some(v)) => (value_aad(&coll.name, rkey, &winner), v),
-            (None, None) => return Err(corrupt(format!("record {rkey:?} has no winning version"))),
-        };
-        let plain =
-            sealsync_crypto::open_random_nonce(&self.storage_key, &aad, &sealed).map_err(|_| {
-                corrupt(format!(
-                    "value of {rkey:?} in {:?} does not decrypt",
-                    coll.name
-                ))
-            })?;
-        Ok(plain.to_vec())
+        open_sealed(&self.storage_key, coll, rkey, winner, merged, value)
     }
 
     /// The live value of `rkey`, `None` when absent or deleted.

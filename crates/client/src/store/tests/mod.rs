@@ -12,6 +12,7 @@ use crate::Core;
 mod convergence;
 mod local;
 mod merge;
+mod query;
 mod replicas;
 mod restamp;
 mod sync;
