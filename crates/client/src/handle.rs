@@ -62,6 +62,8 @@ pub(crate) struct Shared {
     pub(crate) commits: Arc<tokio::sync::watch::Sender<u64>>,
     /// The change feeds' poller, while anyone subscribes.
     feed: crate::feed::FeedSlot,
+    /// Progress of this replica's syncs.
+    progress: crate::progress::ProgressSink,
 }
 
 impl Shared {
@@ -109,6 +111,7 @@ impl Replica {
         if let Some(w) = worker {
             let _ = cell.set(w);
         }
+        let progress = core.progress.clone();
         Replica {
             shared: Arc::new(Shared {
                 home: core.home.clone(),
@@ -120,6 +123,7 @@ impl Replica {
                 worker: cell,
                 commits,
                 feed: Default::default(),
+                progress,
             }),
         }
     }
@@ -319,6 +323,12 @@ impl Replica {
             },
         )?;
         Ok(Changes::new(rx, filter, start))
+    }
+
+    /// Progress of this replica's running sync (or of its last one): batches, records and
+    /// bytes each way, updated as each request completes. See [`crate::progress`].
+    pub fn progress(&self) -> tokio::sync::watch::Receiver<crate::SyncProgress> {
+        self.shared.progress.subscribe()
     }
 
     /// Synchronises with the server (`docs/protocol.md`): extends the verified roster,

@@ -41,6 +41,7 @@ pub mod keystore;
 mod net;
 mod options;
 mod pairing;
+pub mod progress;
 mod pull;
 mod queries;
 mod query;
@@ -66,6 +67,7 @@ pub use handle::Replica;
 pub use keystore::{DeviceSecrets, FileKeyStore, KeyStore, Protection};
 pub use options::{OpenOptions, Timeouts};
 pub use pairing::Approval;
+pub use progress::{SyncProgress, Transfer};
 pub use query::ScanOptions;
 #[doc(hidden)]
 pub use sealsync_core::{DeviceId, Policy, VersionId};
@@ -92,6 +94,8 @@ pub(crate) struct Core {
     timeouts: Timeouts,
     /// Bumped after this core commits pulled changes (wakes the replica's change feeds).
     commits: Option<std::sync::Arc<tokio::sync::watch::Sender<u64>>>,
+    /// Progress of this replica's syncs (shared by its cores).
+    progress: progress::ProgressSink,
     device_id: DeviceId,
     account: String,
     name: String,

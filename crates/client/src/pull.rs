@@ -76,6 +76,16 @@ impl Core {
             match self.verify_page(&coll, cid, &resp.entries, &mut ckeys) {
                 Ok(batches) => {
                     let n = batches.len() as u64;
+                    let records: u64 = batches.iter().map(|b| b.mutations.len() as u64).sum();
+                    let bytes: u64 = resp
+                        .entries
+                        .iter()
+                        .map(|e| {
+                            e.batch
+                                .as_ref()
+                                .map_or(0, |b| prost::Message::encoded_len(b) as u64)
+                        })
+                        .sum();
                     let page = VerifiedPage {
                         batches,
                         next: resp.next,
@@ -84,6 +94,11 @@ impl Core {
                     report.pulled_batches += n;
                     report.applied_mutations += applied as u64;
                     coll.cursor = resp.next;
+                    crate::progress::pulled(&self.progress, n, records, bytes, more);
+                    if let Some(c) = &self.commits {
+                        // Wakes the change feeds now rather than at the end of the sync.
+                        c.send_modify(|n| *n = n.wrapping_add(1));
+                    }
                 }
                 Err(ClientError::Batch {
                     check,

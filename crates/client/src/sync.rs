@@ -90,7 +90,9 @@ impl Core {
         let _lock = crate::sync_lock::lock_sync(&self.home, crate::SYNC_LOCK_WAIT).await?;
         self.refresh()?;
         let before = self.store.last_change_seq()?;
+        crate::progress::start(&self.progress);
         let mut result = self.sync_steps().await;
+        crate::progress::finish(&self.progress);
         if let Ok(report) = &mut result {
             // The sync is done and committed: failing to list its keys only loses the list.
             match self.store.remote_keys_after(before, self.device_id) {
@@ -381,10 +383,17 @@ impl Core {
             .iter()
             .map(|e| ((e.cid, e.seq), (e.coll, e.hash)))
             .collect();
+        crate::progress::push_planned(
+            &self.progress,
+            entries.len() as u64,
+            entries.iter().map(|e| e.records).sum(),
+            entries.iter().map(|e| e.bytes.len() as u64).sum(),
+        );
         let mut i = 0;
         while i < entries.len() {
             let mut request = PushRequest::default();
             let coll = entries[i].coll;
+            let first = i;
             let mut bytes = 0;
             while i < entries.len()
                 && entries[i].coll == coll
@@ -428,6 +437,13 @@ impl Core {
                 );
             }
             report.pushed_batches += acked.len() as u64;
+            let sent = &entries[first..i];
+            crate::progress::pushed(
+                &self.progress,
+                sent.len() as u64,
+                sent.iter().map(|e| e.records).sum(),
+                sent.iter().map(|e| e.bytes.len() as u64).sum(),
+            );
         }
         Ok(Ok(()))
     }

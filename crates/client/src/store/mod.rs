@@ -17,7 +17,9 @@
 //!   values (`index`, maintained by the apply path in `records`);
 //! - `outbox`: every batch this device sealed, with its exact bytes and hash; `acked` once
 //!   the server acknowledged that very batch (matched by hash), or for batches of its own
-//!   taken back from the server after its home was restored (`adopt`). Acknowledged batches are kept so that they can be re-sent byte for byte
+//!   taken back from the server after its home was restored (`adopt`); `records` is the
+//!   number of mutations a sealed batch holds (for sync progress; 0 in rows sealed by an
+//!   older version). Acknowledged batches are kept so that they can be re-sent byte for byte
 //!   to a server restored from an older backup (CF-10). They are the device's own ciphertext;
 //!   a later compaction can drop those below a verified log head.
 //!
@@ -104,6 +106,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     bytes BLOB NOT NULL,
     hash BLOB NOT NULL,
     acked INTEGER NOT NULL DEFAULT 0,
+    records INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (coll, seq)
 );
 ";
@@ -115,6 +118,10 @@ const UPGRADES: &[(&str, &str)] = &[
     (
         "SELECT 1 FROM pragma_table_info('outbox') WHERE name = 'acked'",
         "ALTER TABLE outbox ADD COLUMN acked INTEGER NOT NULL DEFAULT 0",
+    ),
+    (
+        "SELECT 1 FROM pragma_table_info('outbox') WHERE name = 'records'",
+        "ALTER TABLE outbox ADD COLUMN records INTEGER NOT NULL DEFAULT 0",
     ),
     (
         "SELECT 1 FROM pragma_table_info('collections') WHERE name = 'pinned'",

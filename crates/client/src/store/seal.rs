@@ -43,6 +43,8 @@ pub(crate) struct OutboxEntry {
     /// The batch hash the outbox row holds (an acknowledgement must name it).
     pub(crate) hash: BatchHash,
     pub(crate) bytes: Vec<u8>,
+    /// Mutations in the batch (0 if sealed by an older version).
+    pub(crate) records: u64,
 }
 
 /// Reads the chain state of `author` in local collection `coll`.
@@ -142,7 +144,7 @@ impl Store {
                 "UPDATE versions SET batch_seq = ?1 WHERE coll = ?2 AND batch_seq IS NULL AND id <= ?3",
             )?;
             let mut outbox = tx.prepare_cached(
-                "INSERT INTO outbox (coll, seq, bytes, hash) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO outbox (coll, seq, bytes, hash, records) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             while made < BATCHES_PER_TX {
                 let mut mutations = Vec::new();
@@ -186,6 +188,7 @@ impl Store {
                     break;
                 }
                 let seq = chain.last_seq + 1;
+                let records = mutations.len() as i64;
                 let draft = BatchDraft {
                     account: ctx.account.to_string(),
                     collection: cid,
@@ -204,7 +207,13 @@ impl Store {
                         error,
                     })?;
                 let encoded = sealsync_proto::encode(&sealed.sealed);
-                outbox.execute(params![coll, seq as i64, encoded, sealed.hash.as_slice()])?;
+                outbox.execute(params![
+                    coll,
+                    seq as i64,
+                    encoded,
+                    sealed.hash.as_slice(),
+                    records
+                ])?;
                 mark.execute(params![seq as i64, coll, last_row])?;
                 let hlc_max = Hlc(sealed.header.hlc_max);
                 advance_chain(&tx, &me, coll, seq, &sealed.hash, hlc_max)?;
@@ -223,7 +232,7 @@ impl Store {
     /// Unacknowledged outbox entries in (collection, seq) order.
     pub(crate) fn outbox(&self) -> Result<Vec<OutboxEntry>, ClientError> {
         let mut st = self.conn.prepare_cached(
-            "SELECT o.coll, c.cid, o.seq, o.bytes, o.hash FROM outbox o JOIN collections c ON c.id = o.coll
+            "SELECT o.coll, c.cid, o.seq, o.bytes, o.hash, o.records FROM outbox o JOIN collections c ON c.id = o.coll
              WHERE o.acked = 0 ORDER BY o.coll, o.seq",
         )?;
         let mut rows = st.query([])?;
@@ -242,6 +251,7 @@ impl Store {
                     .get::<_, Vec<u8>>(4)?
                     .try_into()
                     .map_err(|_| corrupt("outbox hash"))?,
+                records: r.get::<_, i64>(5)? as u64,
             });
         }
         Ok(out)
