@@ -279,7 +279,14 @@ async fn watches_are_capped_per_device_and_end_at_shutdown() {
     for _ in 0..MAX_WATCHES_PER_DEVICE {
         let mut h2 = connect_as(&server, &a).await;
         open.push(tokio::spawn(async move {
-            watch_on(&mut h2, &request(&[(CID, 0)], 30_000)).await
+            // The probe below may hold a slot for a moment: retry until held.
+            loop {
+                let answer = watch_on(&mut h2, &request(&[(CID, 0)], 30_000)).await;
+                if answer.0 != 503 {
+                    return answer;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }));
     }
     // Wait until all of them are held in the server: one more is then refused.
