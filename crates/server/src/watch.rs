@@ -7,8 +7,9 @@
 //! collections from the store; so a push that commits between that read and the wait still
 //! wakes it. If a log is past its cursor it answers at once; otherwise it sleeps until a hint
 //! names a watched collection past its cursor (then it reads the heads again: the store, not
-//! the hint, decides the answer), the wait ends, or the server shuts down ([`WatchHub::close`]),
-//! and then answers with what changed, possibly nothing.
+//! the hint, decides the answer, after checking again that the device is still active), the
+//! wait ends, or the server shuts down ([`WatchHub::close`]), and then answers with what
+//! changed, possibly nothing.
 //!
 //! Hints are keyed by account: a push wakes only the watches of its own account, and a watch
 //! reads only its own account's logs, so another account's collection id is answered as a
@@ -29,7 +30,7 @@ use tokio::sync::{broadcast, watch as signal};
 use tokio::time::Instant;
 
 use crate::http::ApiError;
-use crate::store::{DeviceRecord, PushOutcome, Store};
+use crate::store::{AdmissionState, DeviceRecord, PushOutcome, Store};
 
 /// Hints buffered per account before a slow watch lags (it then re-reads the store).
 const HINT_CAPACITY: usize = 256;
@@ -268,9 +269,21 @@ pub(crate) async fn watch(
             });
         }
         match watcher.next(&watched, deadline).await {
-            Woken::Hint => {}
+            Woken::Hint => still_active(store, me).await?,
             Woken::Done => return Ok(WatchResponse::default()),
         }
+    }
+}
+
+/// CD-01: a device revoked while its watch waited learns nothing more; the watch is
+/// refused (403) instead of answering.
+async fn still_active(store: &dyn Store, me: &DeviceRecord) -> Result<(), ApiError> {
+    match store.device(me.device_id).await? {
+        Some(d) if d.state == AdmissionState::Active && d.cert_fp == me.cert_fp => Ok(()),
+        _ => Err(ApiError::forbidden(format!(
+            "device {} was revoked during its watch",
+            me.device_id
+        ))),
     }
 }
 

@@ -237,6 +237,36 @@ async fn watch_needs_an_active_device_with_its_issued_certificate() {
 }
 
 #[tokio::test]
+async fn a_device_revoked_while_watching_is_refused_when_woken() {
+    // CD-01: revocation also ends what a watch would tell.
+    let server = TestServer::start().await;
+    let mut a = Device::enroll(&server, "acme", "a").await;
+    a.post_genesis().await;
+    let h1 = push(&mut a, CID, 1, [0; 32]).await;
+    let mut b = Device::enroll(&server, "acme", "b").await;
+    let b_id = b.id;
+    let waiting =
+        tokio::spawn(async move { watch_on(&mut b.h2, &request(&[(CID, 1)], 25_000)).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "the watch is not waiting");
+    let db = rusqlite::Connection::open(server.data_dir().join("sealsync.db")).unwrap();
+    db.execute(
+        "UPDATE devices SET state = 'revoked' WHERE device_id = ?1",
+        [b_id.0],
+    )
+    .unwrap();
+    drop(db);
+    push(&mut a, CID, 2, h1).await;
+    let (status, body) = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("the watch answered before its 25 s wait")
+        .unwrap();
+    assert_eq!(status, 403);
+    assert_eq!(generic_error(&body).code, "forbidden");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_watch_on_another_accounts_collection_never_fires() {
     // BI-16: account globex names acme's collection id. It is answered as a log that never
     // changes, whether acme's log already has entries or gains one during the watch: no
