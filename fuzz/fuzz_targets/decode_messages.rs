@@ -9,7 +9,8 @@ use sealsync_proto::{
     EnrollmentBundle, EnvelopeHeader, EpochKey, ErrorResponse, KdfParams, LogEntry, Message,
     Mutation, MutationList, PendingDevice, PendingDevicesResponse, PullResponse, PushRequest,
     PushResponse, PushResult, RecoveryBlob, RecoveryHeader, RosterEntryBody, RosterResponse,
-    Sealed, SealedList, SignedRosterEntry, StatusResponse, decode, encode,
+    Sealed, SealedList, SignedRosterEntry, StatusResponse, WatchCursor, WatchRequest,
+    WatchResponse, decode, encode,
 };
 
 fn check<M: Message + Default + PartialEq>(data: &[u8]) {
@@ -48,4 +49,7 @@ fuzz_target!(|data: &[u8]| {
     check::<LogEntry>(data);
     check::<PullResponse>(data);
     check::<ErrorResponse>(data);
+    check::<WatchCursor>(data);
+    check::<WatchRequest>(data);
+    check::<WatchResponse>(data);
 });

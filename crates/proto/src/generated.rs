@@ -372,6 +372,32 @@ pub struct ChainHead {
     #[prost(bytes = "vec", tag = "2")]
     pub last_hash: ::prost::alloc::vec::Vec<u8>,
 }
+/// POST /v1/watch: a long poll for new batches in the caller's account (see "Live updates"
+/// in docs/protocol.md). The answer is only a hint: the device still pulls and verifies.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct WatchCursor {
+    /// 16 bytes, as in GET /v1/batches?collection=HEX
+    #[prost(bytes = "vec", tag = "1")]
+    pub collection_id: ::prost::alloc::vec::Vec<u8>,
+    /// the device's pull cursor there (`after` of its next pull)
+    #[prost(uint64, tag = "2")]
+    pub after: u64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct WatchRequest {
+    /// at most 1024, each collection at most once
+    #[prost(message, repeated, tag = "1")]
+    pub cursors: ::prost::alloc::vec::Vec<WatchCursor>,
+    /// 0 means 25000; clamped to 1000..=30000
+    #[prost(uint32, tag = "2")]
+    pub wait_ms: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct WatchResponse {
+    /// collection ids with log entries past their cursor
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub changed_collections: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+}
 /// Every non-2xx response.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ErrorResponse {

@@ -35,6 +35,32 @@ pub const ALPN_H2: &[u8] = b"h2";
 /// refused before they are buffered.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
+/// Most cursors one `WatchRequest` may name (`POST /v1/watch`); more are refused (400).
+pub const MAX_WATCH_CURSORS: usize = 1024;
+
+/// The wait of a `WatchRequest` whose `wait_ms` is 0.
+pub const WATCH_WAIT_DEFAULT_MS: u32 = 25_000;
+
+/// Shortest wait of a watch: a smaller `wait_ms` (other than 0) is raised to it.
+pub const WATCH_WAIT_MIN_MS: u32 = 1_000;
+
+/// Longest wait of a watch: a larger `wait_ms` is lowered to it.
+pub const WATCH_WAIT_MAX_MS: u32 = 30_000;
+
+/// Watches one device may have open at once; the server refuses one more (503 `busy`).
+pub const MAX_WATCHES_PER_DEVICE: usize = 4;
+
+/// The wait, in milliseconds, that the server applies to a `WatchRequest.wait_ms`:
+/// [`WATCH_WAIT_DEFAULT_MS`] for 0, else clamped to
+/// [`WATCH_WAIT_MIN_MS`]`..=`[`WATCH_WAIT_MAX_MS`].
+pub fn watch_wait_ms(requested: u32) -> u32 {
+    if requested == 0 {
+        WATCH_WAIT_DEFAULT_MS
+    } else {
+        requested.clamp(WATCH_WAIT_MIN_MS, WATCH_WAIT_MAX_MS)
+    }
+}
+
 /// Why a message could not be decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {

@@ -9,8 +9,8 @@ use sealsync_proto::{
     EnrollResponse, EnrollmentBundle, EnvelopeHeader, EpochKey, ErrorResponse, KdfParams, LogEntry,
     MAX_MESSAGE_BYTES, Message, Mutation, MutationList, PendingDevice, PendingDevicesResponse,
     PullResponse, PushRequest, PushResponse, PushResult, RecoveryBlob, RecoveryHeader,
-    RosterEntryBody, RosterResponse, Sealed, SealedList, SignedRosterEntry, StatusResponse, decode,
-    decode_limited, encode,
+    RosterEntryBody, RosterResponse, Sealed, SealedList, SignedRosterEntry, StatusResponse,
+    WatchCursor, WatchRequest, WatchResponse, decode, decode_limited, encode,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -230,6 +230,21 @@ fn pull_response() -> impl Strategy<Value = PullResponse> {
         })
 }
 
+fn watch_request() -> impl Strategy<Value = WatchRequest> {
+    let cursor = (bytes(20), any::<u64>()).prop_map(|(collection_id, after)| WatchCursor {
+        collection_id,
+        after,
+    });
+    (proptest::collection::vec(cursor, 0..4), any::<u32>())
+        .prop_map(|(cursors, wait_ms)| WatchRequest { cursors, wait_ms })
+}
+
+fn watch_response() -> impl Strategy<Value = WatchResponse> {
+    proptest::collection::vec(bytes(20), 0..4).prop_map(|changed_collections| WatchResponse {
+        changed_collections,
+    })
+}
+
 fn envelope_header() -> impl Strategy<Value = EnvelopeHeader> {
     (
         any::<u32>(),
@@ -322,6 +337,10 @@ proptest! {
     #[test]
     fn round_trip_pull_response(m in pull_response()) { round_trips(&m)?; }
     #[test]
+    fn round_trip_watch_request(m in watch_request()) { round_trips(&m)?; }
+    #[test]
+    fn round_trip_watch_response(m in watch_response()) { round_trips(&m)?; }
+    #[test]
     fn round_trip_envelope_header(m in envelope_header()) { round_trips(&m)?; }
     #[test]
     fn round_trip_account_keys(m in account_keys()) { round_trips(&m)?; }
@@ -368,10 +387,13 @@ fn decode_every_type(bytes: &[u8]) -> usize {
         + ok::<LogEntry>(bytes)
         + ok::<PullResponse>(bytes)
         + ok::<ErrorResponse>(bytes)
+        + ok::<WatchCursor>(bytes)
+        + ok::<WatchRequest>(bytes)
+        + ok::<WatchResponse>(bytes)
 }
 
 /// Number of message types `decode_every_type` tries.
-const TYPES: usize = 28;
+const TYPES: usize = 31;
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]

@@ -21,6 +21,7 @@ mod roster;
 mod server;
 pub mod store;
 mod tls;
+mod watch;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -120,8 +120,9 @@ impl Server {
         self.local_addr
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, asks every connection to
-    /// finish (HTTP/2 GOAWAY) and waits up to 30 s for them. Prints nothing.
+    /// Serves until `shutdown` resolves, then stops accepting, ends pending watches (empty
+    /// answers), asks every connection to finish (HTTP/2 GOAWAY) and waits up to 30 s for
+    /// them. Prints nothing.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -133,6 +134,7 @@ impl Server {
             limits,
             ..
         } = self;
+        let watches = Arc::clone(&state.watch);
         let shared = Arc::new(Shared {
             tls,
             device: http::device_router(state.clone()),
@@ -175,6 +177,8 @@ impl Server {
             }
         }
         drop(listener);
+        // Pending watches answer now (empty), so the drain below never waits for them.
+        watches.close();
         // Ignored error: no connection is listening, which is what we want anyway.
         let _ = stop_tx.send(true);
         drop(stop_rx);

@@ -8,3 +8,4 @@ mod enroll;
 mod kit;
 mod pairing;
 mod tls;
+mod watch;

@@ -22,6 +22,7 @@ pub mod roster;
 pub mod sealed;
 pub mod signatures;
 pub mod state;
+pub mod watch;
 
 /// One vector file.
 #[derive(Debug)]
@@ -60,6 +61,7 @@ pub fn families() -> Vec<Family> {
         sealed::family(),
         signatures::family(),
         state::family(),
+        watch::family(),
     ]
 }
 

@@ -7,6 +7,7 @@
 //! [`ClientError::Server`] from the server's `ErrorResponse`.
 
 pub(crate) mod tls;
+pub(crate) mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;

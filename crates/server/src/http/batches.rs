@@ -171,6 +171,8 @@ pub(super) async fn push(
         }
         Err(e) => return Err(e.into()),
     };
+    // Committed: wake the account's watches.
+    state.watch.pushed(&me.account, &outcomes);
     let results = outcomes
         .into_iter()
         .map(|o| PushResult {

@@ -12,6 +12,7 @@ mod batches;
 mod enroll;
 mod error;
 mod pairing;
+mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,8 @@ pub(crate) struct AppState {
     /// Push requests buffered at once, server-wide: bounds the memory that large bodies
     /// can take ([`PUSH_SLOTS`] × `MAX_MESSAGE_BYTES`, plus decoding copies).
     pub(crate) push_slots: Arc<tokio::sync::Semaphore>,
+    /// Wakes `POST /v1/watch` long polls when a push commits.
+    pub(crate) watch: Arc<crate::watch::WatchHub>,
 }
 
 /// Concurrent push requests (each up to `MAX_MESSAGE_BYTES`).
@@ -62,6 +65,7 @@ impl AppState {
             store,
             ca,
             push_slots: Arc::new(tokio::sync::Semaphore::new(PUSH_SLOTS)),
+            watch: Arc::default(),
         }
     }
 }
@@ -339,6 +343,7 @@ pub(crate) fn device_router(state: AppState) -> Router {
         )
         .route("/v1/batches", get(batches::pull).post(batches::push))
         .route("/v1/chain", get(batches::chain_head))
+        .route("/v1/watch", post(watch::watch))
         .route("/v1/pairing", get(pairing::get))
         .route("/v1/pairing/start", post(pairing::start))
         .route("/v1/pairing/reply", post(pairing::reply))

@@ -166,3 +166,18 @@ pub(super) fn pull(
     }
     Ok(page)
 }
+
+/// The last index of each named log; see [`super::Store::log_heads`].
+pub(super) fn log_heads(
+    conn: &Connection,
+    account: &str,
+    collections: &[CollectionId],
+) -> Result<Vec<u64>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT COALESCE(MAX(log_index), 0) FROM batches WHERE account = ?1 AND cid = ?2",
+    )?;
+    collections
+        .iter()
+        .map(|c| Ok(stmt.query_row(params![account, c.0], |r| r.get(0))?))
+        .collect()
+}

@@ -362,6 +362,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         max_bytes: usize,
     ) -> StoreFuture<'_, PullPage>;
 
+    /// The last log index of each (account, collection) log named, in the order given (0
+    /// for an empty log): what a watch compares its cursors against. Only `account`'s logs
+    /// are read, so another account's collection id reads as an empty log.
+    fn log_heads(
+        &self,
+        account: String,
+        collections: Vec<CollectionId>,
+    ) -> StoreFuture<'_, Vec<u64>>;
+
     /// The account of an unexpired, unused ticket, changing nothing. Errors:
     /// [`StoreError::TicketInvalid`].
     fn ticket_account(&self, ticket_hash: [u8; 32], now_ms: u64) -> StoreFuture<'_, String>;

@@ -503,6 +503,14 @@ impl Store for SqliteStore {
         self.run(move |db| db.read(|c| log::pull(c, &account, collection, after, limit, max_bytes)))
     }
 
+    fn log_heads(
+        &self,
+        account: String,
+        collections: Vec<CollectionId>,
+    ) -> StoreFuture<'_, Vec<u64>> {
+        self.run(move |db| db.read(|c| log::log_heads(c, &account, &collections)))
+    }
+
     fn ticket_account(&self, ticket_hash: [u8; 32], now_ms: u64) -> StoreFuture<'_, String> {
         self.run(move |db| db.read(|c| pairing::ticket_account(c, ticket_hash, now_ms)))
     }

@@ -329,6 +329,12 @@ async fn logs_are_per_account_and_collection_and_interleave_authors() {
     assert_eq!(log(&s, ACCOUNT, other_cid).await.len(), 1);
     assert_eq!(log(&s, "other", CID).await.len(), 1);
     assert!(log(&s, "nobody", CID).await.is_empty());
+    // Log heads (what a watch compares with): per account, 0 for a log that is not there.
+    let unknown = CollectionId([9; 16]);
+    let heads = s.log_heads(ACCOUNT.into(), vec![CID, other_cid, unknown]);
+    assert_eq!(heads.await.unwrap(), [3, 1, 0]);
+    assert_eq!(s.log_heads("other".into(), vec![CID]).await.unwrap(), [1]);
+    assert_eq!(s.log_heads("nobody".into(), vec![CID]).await.unwrap(), [0]);
 }
 
 #[tokio::test]
