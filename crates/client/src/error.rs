@@ -229,6 +229,23 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// Whether the same operation may succeed later without anyone changing anything: a
+    /// network failure or timeout, a server that is busy, unavailable or failing (HTTP 5xx,
+    /// 408, 429), or another sync of the home still running. The sync driver retries these
+    /// with backoff and stops on the others, which need a person (a wrong setting, a revoked
+    /// device, a server caught forking or forging, a corrupt local database).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Network(_) | Self::SyncBusy { .. } => true,
+            Self::Server { status, .. } => matches!(status, 408 | 429 | 500..=599),
+            Self::Database(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            _ => false,
+        }
+    }
+
     /// Wraps an I/O error with what was being done.
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use sealsync_core::{DeviceId, Policy, VersionId};
 
+use crate::driver::{SyncHandle, SyncOptions};
 use crate::error::ClientError;
 use crate::feed::{ChangeFilter, Changes, PollerSetup};
 use crate::options::OpenOptions;
@@ -54,7 +55,7 @@ pub(crate) struct Shared {
     /// Reads and local writes.
     local: Mutex<Core>,
     /// Syncs, pairing, the driver: opened from `local` on first use.
-    engine: Arc<tokio::sync::Mutex<Option<Core>>>,
+    pub(crate) engine: Arc<tokio::sync::Mutex<Option<Core>>>,
     /// The replica's thread, started on first use.
     worker: OnceLock<Worker>,
     /// Bumped after every local commit of this replica's handles (wakes change feeds and
@@ -149,7 +150,7 @@ impl Replica {
         })
     }
 
-    fn local(&self) -> MutexGuard<'_, Core> {
+    pub(crate) fn local(&self) -> MutexGuard<'_, Core> {
         // A panic while the lock was held left nothing half-done in the database (every
         // change is one transaction), and the core re-reads its state before each write.
         self.shared
@@ -323,6 +324,15 @@ impl Replica {
             },
         )?;
         Ok(Changes::new(rx, filter, start))
+    }
+
+    /// Starts the sync driver (see [`crate::driver`]): syncs now, after local writes, when
+    /// the server says other devices pushed (`live`), and every `interval`; retries
+    /// retryable failures with backoff. Stop it with [`SyncHandle::stop`] or by dropping the
+    /// handle. Running it alongside explicit [`Replica::sync`] calls is fine: one sync runs
+    /// at a time per home.
+    pub fn start_sync(&self, options: SyncOptions) -> Result<SyncHandle, ClientError> {
+        crate::driver::start(self, options)
     }
 
     /// Progress of this replica's running sync (or of its last one): batches, records and

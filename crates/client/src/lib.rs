@@ -33,6 +33,7 @@ mod clock;
 mod clock_repair;
 mod collections;
 mod devices;
+pub mod driver;
 mod enroll;
 mod error;
 pub mod feed;
@@ -61,6 +62,7 @@ use std::path::PathBuf;
 
 use sealsync_core::Roster;
 
+pub use driver::{Backoff, SyncHandle, SyncNowError, SyncOptions, SyncStatus};
 pub use error::ClientError;
 pub use feed::{Change, ChangeFilter, Changes, Lagged, Origin};
 pub use handle::Replica;

@@ -42,7 +42,7 @@ impl Core {
     /// from the replica (so the replica need not be `Sync`).
     pub(crate) fn connect(
         &self,
-    ) -> impl Future<Output = Result<Connection, ClientError>> + Send + 'static {
+    ) -> impl Future<Output = Result<Connection, ClientError>> + Send + 'static + use<> {
         let prepared = self.connection_config();
         let timeouts = self.timeouts;
         async move {

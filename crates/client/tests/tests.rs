@@ -80,6 +80,20 @@ impl TestServer {
         self.halt().await;
     }
 
+    /// Starts the server again on the same address and data (after [`TestServer::halt`]).
+    async fn restart(&mut self) {
+        let addr = self.url.trim_start_matches("https://").to_string();
+        let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
+        let server = sealsync_server::Server::from_listener(&self.data(), listener)
+            .await
+            .unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        self.task = Some(tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        })));
+        self.stop = Some(tx);
+    }
+
     /// Stops the server, keeping its directory (and the homes in it).
     async fn halt(&mut self) {
         if let Some(tx) = self.stop.take() {
@@ -267,6 +281,7 @@ async fn altered_batch_is_refused_whole_and_later_applied_when_intact() {
     server.stop().await;
 }
 
+mod driver;
 mod handle;
 mod salt_policy;
 

@@ -84,13 +84,6 @@ fn changed(cursors: &[Cursor], answer: WatchResponse) -> Result<Vec<CollectionId
 /// shutting down). An empty `cursors` returns at once without a request; more than
 /// [`MAX_WATCH_CURSORS`] is [`ClientError::InvalidInput`]. Server refusals are
 /// [`ClientError::Server`] (`busy` when the device already has its maximum of watches open).
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the live-update sync driver (start_sync / sync --watch) calls it; it lands separately"
-    )
-)]
 pub(crate) async fn watch(
     conn: &mut Connection,
     cursors: Vec<Cursor>,

@@ -89,3 +89,29 @@ pub(crate) fn open_reader(path: &std::path::Path) -> Result<Connection, ClientEr
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
 }
+
+impl Store {
+    /// The newest version not yet sealed into a batch (0 if none): the sync driver syncs
+    /// when it grows, whoever wrote it.
+    pub(crate) fn last_unsent_seq(&self) -> Result<u64, ClientError> {
+        let n: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT MAX(id) FROM versions WHERE batch_seq IS NULL")?
+            .query_row([], |r| r.get(0))?;
+        Ok(n.unwrap_or(0) as u64)
+    }
+
+    /// Batches sealed and not yet acknowledged by the server, plus edits not yet sealed
+    /// (each becomes part of a batch at the next sync).
+    pub(crate) fn pending_work(&self) -> Result<(u64, u64), ClientError> {
+        let batches: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM outbox WHERE acked = 0")?
+            .query_row([], |r| r.get(0))?;
+        let edits: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM versions WHERE batch_seq IS NULL")?
+            .query_row([], |r| r.get(0))?;
+        Ok((batches as u64, edits as u64))
+    }
+}

@@ -1,0 +1,132 @@
+//! The sync driver against a real server: live updates, pushes after local writes,
+//! backoff while the server is away and recovery when it comes back.
+
+use std::time::Duration;
+
+use sealsync_client::{Backoff, ChangeFilter, Origin, SyncOptions, SyncStatus, Timeouts};
+use tokio::sync::watch;
+
+use super::{TestServer, pair};
+
+/// Waits (up to 30 s) until the status satisfies `f`.
+async fn until(
+    status: &mut watch::Receiver<SyncStatus>,
+    what: &str,
+    f: impl Fn(&SyncStatus) -> bool,
+) {
+    let waited = tokio::time::timeout(Duration::from_secs(30), status.wait_for(|s| f(s)))
+        .await
+        .map(|r| r.is_ok());
+    assert!(
+        waited == Ok(true),
+        "timed out waiting for: {what}; status {:?}",
+        *status.borrow()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_drivers_carry_a_write_to_the_other_device_without_an_explicit_sync() {
+    let server = TestServer::start().await;
+    let (a, b) = pair(&server).await;
+    // A collection both devices already sync, so that b's live request watches it.
+    a.put("notes", "seed", b"0").unwrap();
+    a.sync().await.unwrap();
+    b.sync().await.unwrap();
+    let opts = SyncOptions::new().interval(Duration::from_secs(3600));
+    let da = a.start_sync(opts.clone()).unwrap();
+    let db = b.start_sync(opts).unwrap();
+    let mut sa = da.status();
+    let mut sb = db.status();
+    until(&mut sa, "a's first sync", |s| s.syncs >= 1 && !s.syncing).await;
+    until(&mut sb, "b connected", |s| s.syncs >= 1 && s.connected).await;
+    let mut on_b = b
+        .subscribe(ChangeFilter::all().collection("notes"))
+        .unwrap();
+    for i in 0..3 {
+        let key = format!("live{i}");
+        a.put("notes", &key, b"x").unwrap();
+        let change = tokio::time::timeout(Duration::from_secs(20), on_b.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "b never received a's write; a {:?}; b {:?}",
+                    *sa.borrow(),
+                    *sb.borrow()
+                )
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(change.key, key);
+        assert_eq!(change.origin, Origin::Remote(a.device_id()));
+        assert_eq!(b.get("notes", &key).unwrap().as_deref(), Some(&b"x"[..]));
+    }
+    until(&mut sa, "a has nothing pending", |s| {
+        s.pending_batches == 0 && s.pending_edits == 0
+    })
+    .await;
+    assert!(sa.borrow().last_error.is_none());
+    // sync_now answers with a report of a sync that ran after the ask.
+    let report = db.sync_now().await.unwrap();
+    assert!(report.errors.is_empty());
+    da.stop().await;
+    db.stop().await;
+    assert!(sb.borrow().stopped);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_driver_backs_off_while_the_server_is_away_and_recovers_when_it_returns() {
+    let mut server = TestServer::start().await;
+    let first = server.enroll("first").await;
+    let a = first.replica;
+    a.put("notes", "before", b"1").unwrap();
+    a.sync().await.unwrap();
+    server.halt().await;
+    let driver = a
+        .start_sync(
+            SyncOptions::new()
+                .interval(Duration::from_secs(3600))
+                .backoff(Backoff::new(
+                    Duration::from_millis(200),
+                    Duration::from_millis(800),
+                ))
+                .timeouts(Timeouts::new(
+                    Duration::from_secs(3),
+                    Duration::from_secs(10),
+                )),
+        )
+        .unwrap();
+    let mut st = driver.status();
+    // Edits made while the server is away are kept and counted as pending.
+    a.put("notes", "offline", b"2").unwrap();
+    until(&mut st, "failed syncs", |s| s.syncs >= 3).await;
+    {
+        let s = st.borrow();
+        let err = s.last_error.as_ref().expect("no error recorded");
+        assert!(err.is_retryable(), "{err}");
+        assert!(!s.stopped, "the driver gave up on a retryable error");
+        assert!(!s.connected);
+        assert!(s.retry_at.is_some());
+        assert!(s.pending_edits + s.pending_batches > 0);
+    }
+    // Backoff: failures are spaced out, not a busy loop.
+    let at = st.borrow().syncs;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(st.borrow().syncs <= at + 1, "retries are not spaced out");
+
+    server.restart().await;
+    until(&mut st, "recovery", |s| {
+        s.last_error.is_none() && s.last_synced.is_some()
+    })
+    .await;
+    until(&mut st, "the offline edit pushed", |s| {
+        s.pending_batches == 0 && s.pending_edits == 0
+    })
+    .await;
+    assert!(st.borrow().connected);
+    // The edit reached the server: a new device sees it.
+    let report = driver.sync_now().await.unwrap();
+    assert!(report.errors.is_empty());
+    driver.stop().await;
+    server.stop().await;
+}
