@@ -327,6 +327,8 @@ async fn drive(
                     }
                 };
                 next_interval = Instant::now() + opts.interval;
+                // Published with the outcome, so that a reader sees both at once.
+                let pending = replica.pending_work().ok();
                 let answered: Vec<_> = std::mem::take(&mut waiters);
                 let stop = match result {
                     Ok(report) => {
@@ -341,6 +343,10 @@ async fn drive(
                             s.retry_at = None;
                             s.progress = *progress.borrow();
                             s.last_report = Some(report.clone());
+                            if let Some((b, e)) = pending {
+                                s.pending_batches = b;
+                                s.pending_edits = e;
+                            }
                         });
                         for w in answered {
                             let _ = w.send(Ok(report.clone()));
@@ -365,6 +371,10 @@ async fn drive(
                             s.progress = *progress.borrow();
                             s.last_error = Some(e.clone());
                             s.stopped = !retryable;
+                            if let Some((b, e)) = pending {
+                                s.pending_batches = b;
+                                s.pending_edits = e;
+                            }
                         });
                         for w in answered {
                             let _ = w.send(Err(SyncNowError::Failed(e.clone())));

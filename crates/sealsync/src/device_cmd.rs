@@ -192,27 +192,8 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
                 .context("resolve failed")?;
             Ok(())
         }
-        DeviceCommand::Sync => {
-            let replica = open(&home)?;
-            let rt = crate::runtime()?;
-            let report = rt.block_on(replica.sync()).context("sync failed")?;
-            println!("{report}");
-            if report.still_pending {
-                bail!(
-                    "this device is pending approval; nothing was synced: run `approve {}` on a trusted device of the account and `join CODE` here",
-                    replica.device_id()
-                );
-            }
-            if let Some(first) = report.errors.first() {
-                bail!(
-                    "sync refused {} object(s) that failed verification, local data unchanged for them; first: {} in {} ({} check)",
-                    report.errors.len(),
-                    first.message,
-                    first.collection,
-                    first.check
-                );
-            }
-            Ok(())
+        DeviceCommand::Sync { watch, json, quiet } => {
+            crate::sync_cmd::run(&home, crate::sync_cmd::SyncArgs { watch, json, quiet })
         }
         DeviceCommand::Status { json } => {
             let replica = open(&home)?;
