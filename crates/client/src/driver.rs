@@ -10,7 +10,7 @@
 //! - every [`SyncOptions::interval`] in any case (new collections, a missed hint);
 //! - when [`SyncHandle::sync_now`] asks.
 //!
-//! A failed sync whose error [`is_retryable`](crate::ClientError::is_retryable) is tried
+//! A failed sync whose error [`is_retryable`](crate::SyncError::is_retryable) is tried
 //! again after an exponential backoff with jitter; any other error stops the driver, and
 //! its [`SyncStatus`] says why (`stopped`, `last_error`). Stopping the driver, or dropping
 //! its [`SyncHandle`], cancels a running sync at its next step, losing nothing.
@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::error::ClientError;
+use crate::errors::SyncError;
 use crate::handle::Replica;
 use crate::net::watch::{Cursor, watch as watch_request};
 use crate::options::Timeouts;
@@ -150,8 +151,8 @@ pub struct SyncStatus {
     /// When the last sync succeeded.
     pub last_synced: Option<SystemTime>,
     /// Why the last sync failed; `None` once one succeeds. Typed: match on it, or ask
-    /// [`ClientError::is_retryable`].
-    pub last_error: Option<Arc<ClientError>>,
+    /// [`SyncError::is_retryable`].
+    pub last_error: Option<Arc<SyncError>>,
     /// The report of the last sync that succeeded.
     pub last_report: Option<SyncReport>,
     /// Syncs attempted so far (successful or not).
@@ -175,7 +176,7 @@ pub struct SyncStatus {
 pub enum SyncNowError {
     /// The sync failed (the driver retries it if retryable).
     #[error("{0}")]
-    Failed(Arc<ClientError>),
+    Failed(Arc<SyncError>),
     /// The driver has stopped.
     #[error("the sync driver has stopped")]
     Stopped,
@@ -365,7 +366,7 @@ async fn drive(
                         }
                         tracing::info!(error = %e, retryable, "sync failed");
                         status.send_modify(|s| {
-                            s.connected = !matches!(*e, ClientError::Network(_) | ClientError::Tls(_));
+                            s.connected = !e.is_unreachable();
                             s.syncing = false;
                             s.syncs += 1;
                             s.progress = *progress.borrow();

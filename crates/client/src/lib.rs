@@ -36,6 +36,7 @@ mod devices;
 pub mod driver;
 mod enroll;
 mod error;
+pub mod errors;
 pub mod feed;
 mod handle;
 pub mod keystore;
@@ -63,10 +64,13 @@ use std::path::PathBuf;
 use sealsync_core::Roster;
 
 pub use driver::{Backoff, SyncHandle, SyncNowError, SyncOptions, SyncStatus};
-pub use error::ClientError;
+pub use error::StorageError;
+pub use errors::{
+    EnrollError, LocalError, NetError, OpenError, PairingError, ReadError, SyncError, WriteError,
+};
 pub use feed::{Change, ChangeFilter, Changes, Lagged, Origin};
 pub use handle::Replica;
-pub use keystore::{DeviceSecrets, FileKeyStore, KeyStore, Protection};
+pub use keystore::{DeviceSecrets, FileKeyStore, KeyStore, KeyStoreError, Protection};
 pub use options::{OpenOptions, Timeouts};
 pub use pairing::Approval;
 pub use progress::{SyncProgress, Transfer};

@@ -46,7 +46,7 @@ impl Core {
         let (keystore, secrets): (Arc<dyn KeyStore>, _) = match &options.key_store {
             Some(ks) => (ks.clone(), ks.load()?),
             None => {
-                let (ks, secrets) = FileKeyStore::open_with(home, options.passphrase_bytes())?;
+                let (ks, secrets) = FileKeyStore::open_inner(home, options.passphrase_bytes())?;
                 (Arc::new(ks), secrets)
             }
         };
@@ -386,7 +386,7 @@ impl Core {
                 records: self.store.live_count(&c)?,
                 pending_batches: pending,
                 state_root: hex::encode(self.store.collection_root(&c)?),
-                policy: c.policy.as_str().to_string(),
+                policy: c.policy,
                 name: c.name,
             });
         }
@@ -404,7 +404,7 @@ impl Core {
             None => None,
         };
         Ok(Status {
-            device_id: self.device_id.to_string(),
+            device_id: self.device_id,
             account: self.account.clone(),
             name: self.name.clone(),
             state,

@@ -66,7 +66,7 @@ fn check_report(replica: &Replica, report: &SyncReport) -> anyhow::Result<()> {
 async fn with_progress(
     replica: &Replica,
     show_bar: bool,
-) -> Result<SyncReport, sealsync_client::ClientError> {
+) -> Result<SyncReport, sealsync_client::SyncError> {
     let sync = replica.sync();
     if !show_bar {
         return sync.await;
