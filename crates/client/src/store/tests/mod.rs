@@ -16,6 +16,7 @@ mod query;
 mod replicas;
 mod restamp;
 mod sync;
+mod txn;
 
 type Mut<'a> = (&'a str, u64, Option<&'a [u8]>, Vec<VersionId>);
 
