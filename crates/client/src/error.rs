@@ -226,6 +226,30 @@ pub(crate) enum ClientError {
         /// What the check found.
         error: String,
     },
+    /// A typed value could not be turned into JSON (`put_json`, `patch`), or a stored value
+    /// is not JSON of the type asked for (`get_json`). The message is serde_json's, with
+    /// the collection and key; nothing was written.
+    #[error("JSON: {0}")]
+    Json(String),
+    /// `patch` on a collection that does not use the `fields` policy (or does not exist):
+    /// only `fields` collections merge top-level fields. Nothing was written.
+    #[error(
+        "patch needs a collection with the fields policy, but collection {} {}: create it with Policy::Fields first, or use put/put_json to write the whole value",
+        crate::types::echo(.collection),
+        match .policy { Some(p) => format!("uses the {p} policy"), None => "does not exist".to_string() }
+    )]
+    NotFieldsCollection {
+        /// Collection named.
+        collection: String,
+        /// Its policy (`lww` or `manual`); `None` if the collection does not exist.
+        policy: Option<String>,
+    },
+    /// The local database ended a transaction after an error (a full disk, an I/O error):
+    /// nothing of the transaction was written. Run it again once the cause is fixed.
+    #[error(
+        "the transaction was rolled back by the local database ({0}); nothing of it was written"
+    )]
+    TransactionAborted(String),
 }
 
 impl ClientError {

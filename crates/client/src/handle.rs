@@ -441,4 +441,100 @@ impl Replica {
             .find(collection, field, value)
             .map_err(Into::into)
     }
+
+    // Transactions and typed values (`crate::txn`).
+
+    /// Runs `f` as one local transaction: everything it writes through its
+    /// [`Transaction`](crate::Transaction), in any number of collections, commits at once
+    /// when `f` returns `Ok`, and nothing is written when it returns `Err` or panics (the
+    /// panic then goes on, after the rollback). Durable when this returns `Ok`; a process
+    /// killed before that leaves nothing of it. Reads through the transaction
+    /// ([`Transaction::get`](crate::Transaction::get)) see its own writes; nothing else
+    /// sees them before the commit.
+    ///
+    /// The closure's error type is the caller's, as in Diesel's `Connection::transaction`:
+    /// anything that converts from [`ClientError`] (`ClientError` itself, `anyhow::Error`,
+    /// an application error enum with `From<ClientError>`), so `?` works on the
+    /// transaction's operations and on the application's own fallible steps alike. A
+    /// failure to begin or to commit is converted into `E` too. Whatever the `Err`, nothing
+    /// was written. The closure runs once (no automatic retry).
+    ///
+    /// ```no_run
+    /// # fn demo(replica: &sealsync_client::Replica) -> Result<(), sealsync_client::ClientError> {
+    /// let order = serde_json::json!({"item": "tea", "qty": 2});
+    /// replica.transaction(|tx| {
+    ///     tx.put_json("orders", "o-17", &order)?;
+    ///     tx.put("stock", "tea", b"41")?;
+    ///     tx.delete("carts", "c-9")?;
+    ///     Ok::<_, sealsync_client::ClientError>(())
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// While `f` runs, this replica's local lock and SQLite's write lock are held: reads
+    /// and writes through any clone of this handle wait, and so do writes by other handles
+    /// and processes on this home and a sync's local steps (those for at most the
+    /// database's busy timeout, 30 s). Keep `f` short, without network I/O or waits, and
+    /// use only `tx` inside it: calling this `Replica` (or a clone) from inside `f`
+    /// deadlocks. Each operation inside is atomic by itself: one that returns `Err`
+    /// changed nothing, so `f` may handle it and go on. On the wire, a transaction
+    /// travels as one batch per collection (more only past the batch limits); other
+    /// devices apply each batch whole, but may pull one collection's part before
+    /// another's: see the `txn` module documentation.
+    pub fn transaction<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut crate::Transaction<'_>) -> Result<T, E>,
+        E: From<ClientError>,
+    {
+        let out = self.local().transaction(f)?;
+        self.shared.commits.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(out)
+    }
+
+    /// Serializes `value` to JSON (serde) and writes it as [`Replica::put`] does. In a
+    /// `fields` collection it must serialize to an object and is a patch: the top-level
+    /// fields it names replace those fields (whole: no deep merge), the others stay, and a
+    /// field that serializes to `null` (such as an `Option` that is `None`, unless skipped
+    /// with `#[serde(skip_serializing_if = "Option::is_none")]`) is stored as `null`, not
+    /// removed; see [`Transaction::put`](crate::Transaction::put). Serialization errors are
+    /// [`ClientError::Json`].
+    pub fn put_json<T: serde::Serialize + ?Sized>(
+        &self,
+        collection: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<VersionId, ClientError> {
+        self.write(|c| c.put_json(collection, key, value))
+    }
+
+    /// The live value of `key` deserialized from JSON (serde); `None` if absent or deleted.
+    /// In a `fields` collection this is the merged object of every field written, by any
+    /// device. [`ClientError::Json`] if the stored value is not JSON of type `T`.
+    pub fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<T>, ClientError> {
+        self.local().get_json(collection, key)
+    }
+
+    /// Sets the top-level fields given in `fields` (a `serde_json::Map`, or anything that
+    /// serializes to a JSON object) on record `key` of a `fields` collection, keeping the
+    /// other fields: a field given replaces that field's value whole (no deep merge; across
+    /// devices the latest write of each field wins), a field given as `null` is stored as
+    /// `null` (no patch removes a field: delete the record and write it again, in one
+    /// [`Replica::transaction`], to drop fields), and an absent or deleted record is
+    /// created with just these fields. A [`Replica::put`] of a JSON object into a `fields`
+    /// collection does exactly the same; `patch` states the intent and refuses other
+    /// collections: [`ClientError::NotFieldsCollection`] if the collection does not exist
+    /// (it is never created here) or uses another policy, [`ClientError::Json`] if
+    /// `fields` does not serialize, [`ClientError::InvalidInput`] if it is not an object.
+    pub fn patch<P: serde::Serialize + ?Sized>(
+        &self,
+        collection: &str,
+        key: &str,
+        fields: &P,
+    ) -> Result<VersionId, ClientError> {
+        self.write(|c| c.patch(collection, key, fields))
+    }
 }

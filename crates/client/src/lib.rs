@@ -3,7 +3,9 @@
 //!
 //! - Local edits (`put`, `delete`, `resolve`) are durable when the call returns and work
 //!   offline; collections are addressed by name (blinded for the server once the account
-//!   keys are known).
+//!   keys are known). [`Replica::transaction`] groups edits across collections into one
+//!   atomic commit ([`Transaction`]); [`Replica::put_json`], [`Replica::get_json`] and
+//!   [`Replica::patch`] (top-level fields of a `fields` collection) take serde types.
 //! - [`Replica::sync`] speaks `docs/protocol.md` over HTTP/2 and mutual TLS 1.3: it extends
 //!   the verified roster (on a pending device it only completes a confirmed pairing),
 //!   exchanges collection
@@ -56,6 +58,7 @@ mod sync;
 mod sync_lock;
 #[cfg(test)]
 mod testutil;
+mod txn;
 mod types;
 mod worker;
 
@@ -78,6 +81,7 @@ pub use query::ScanOptions;
 #[doc(hidden)]
 pub use sealsync_core::{DeviceId, Policy, VersionId};
 pub use sync_lock::SYNC_LOCK_WAIT;
+pub use txn::Transaction;
 pub use types::{
     ChangedKey, CollectionStatus, Conflict, ConflictVersion, DeviceState, EnrollOptions, Enrolled,
     HistoryEntry, LastError, PendingDeviceInfo, PolicyChange, Status, SyncIssue, SyncReport,

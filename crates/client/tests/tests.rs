@@ -286,6 +286,7 @@ async fn altered_batch_is_refused_whole_and_later_applied_when_intact() {
 mod driver;
 mod handle;
 mod salt_policy;
+mod txn;
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
