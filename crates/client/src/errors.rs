@@ -6,7 +6,7 @@
 //! | [`Replica::open`](crate::Replica::open), `open_with`, [`FileKeyStore::open_with`](crate::FileKeyStore::open_with) | [`OpenError`] |
 //! | [`Replica::enroll`](crate::Replica::enroll) | [`EnrollError`] |
 //! | reads: `get`, `list`, `scan`, `find`, `history`, `conflicts`, `status`, `state_root`, `subscribe` | [`ReadError`] |
-//! | local writes: `put`, `put_many`, `delete`, `resolve`, `create_collection`, `create_index` | [`WriteError`] |
+//! | local writes: `put`, `put_many`, `put_json`, `patch`, `delete`, `resolve`, `create_collection`, `create_index`, the operations of a [`Transaction`](crate::Transaction) | [`WriteError`] |
 //! | `sync`, the sync driver | [`SyncError`] |
 //! | `begin_approval`, `finish_approval`, `join`, `pending_devices` | [`PairingError`] |
 //!
@@ -264,6 +264,9 @@ pub enum ReadError {
         /// Field asked for.
         field: String,
     },
+    /// A stored value is not JSON of the type asked for (`get_json`).
+    #[error("JSON: {0}")]
+    Json(String),
     /// The local storage failed.
     #[error(transparent)]
     Local(LocalError),
@@ -276,6 +279,7 @@ impl From<ClientError> for ReadError {
     fn from(e: ClientError) -> Self {
         match e {
             ClientError::InvalidInput(m) => Self::InvalidInput(m),
+            ClientError::Json(m) => Self::Json(m),
             ClientError::NoIndex { collection, field } => Self::NoIndex { collection, field },
             e => match split(e) {
                 Split::Local(l) => Self::Local(l),
@@ -306,6 +310,28 @@ pub enum WriteError {
         /// Key asked for.
         key: String,
     },
+    /// A typed value could not be turned into JSON (`put_json`, `patch`); nothing was
+    /// written. The message is serde_json's, with the collection and key.
+    #[error("JSON: {0}")]
+    Json(String),
+    /// `patch` on a collection that does not use the `fields` policy (or does not exist).
+    #[error(
+        "patch needs a collection with the fields policy, but collection {} {}: create it with Policy::Fields first, or write the whole value with put/put_json",
+        crate::types::echo(.collection),
+        match .policy { Some(p) => format!("uses the {p} policy"), None => "does not exist".to_string() }
+    )]
+    NotFieldsCollection {
+        /// Collection named.
+        collection: String,
+        /// Its policy; `None` if the collection does not exist.
+        policy: Option<String>,
+    },
+    /// The local database ended the transaction after an error (full disk, I/O error):
+    /// nothing of it was written.
+    #[error(
+        "the transaction was rolled back by the local database ({0}); nothing of it was written"
+    )]
+    TransactionAborted(String),
     /// The local storage failed.
     #[error(transparent)]
     Local(LocalError),
@@ -319,11 +345,30 @@ impl From<ClientError> for WriteError {
         match e {
             ClientError::InvalidInput(m) => Self::InvalidInput(m),
             ClientError::NotFound { collection, key } => Self::NotFound { collection, key },
+            ClientError::Json(m) => Self::Json(m),
+            ClientError::NotFieldsCollection { collection, policy } => {
+                Self::NotFieldsCollection { collection, policy }
+            }
+            ClientError::TransactionAborted(m) => Self::TransactionAborted(m),
             e => match split(e) {
                 Split::Local(l) => Self::Local(l),
                 Split::Net(n) => Self::Internal(n.to_string()),
                 Split::Other(o) => Self::Internal(o.to_string()),
             },
+        }
+    }
+}
+
+/// A read inside a write (a [`Transaction`](crate::Transaction)'s `get`), as the write's
+/// failure, so that one error type serves the whole closure.
+impl From<ReadError> for WriteError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::InvalidInput(m) => Self::InvalidInput(m),
+            e @ ReadError::NoIndex { .. } => Self::InvalidInput(e.to_string()),
+            ReadError::Json(m) => Self::Json(m),
+            ReadError::Local(l) => Self::Local(l),
+            ReadError::Internal(m) => Self::Internal(m),
         }
     }
 }

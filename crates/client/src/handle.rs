@@ -205,7 +205,9 @@ impl Replica {
 
     /// Writes `value` under `key` (creating the collection with the `lww` policy if needed).
     /// Durable when it returns. In a `fields` collection the value must be a JSON object
-    /// and is a patch: its fields replace those fields only (see [`Replica::patch`]). The
+    /// and is a patch: the top-level fields it names replace those fields whole, the others
+    /// stay, and a field given as `null` is stored as `null`, not removed (see
+    /// [`Replica::patch`] and [`Transaction::put`](crate::Transaction::put)). The
     /// returned id changes if a sync later finds the edit was stamped by a clock that ran
     /// fast and re-stamps it (`SyncReport::restamped_versions`).
     pub fn put(&self, collection: &str, key: &str, value: &[u8]) -> Result<VersionId, WriteError> {
@@ -249,7 +251,7 @@ impl Replica {
 
     /// Creates a collection with `policy`. Succeeds without change if it exists with the
     /// same policy; an existing collection with another policy is refused
-    /// ([`ClientError::InvalidInput`]): a collection's policy is fixed when it is created,
+    /// ([`WriteError::InvalidInput`](crate::WriteError::InvalidInput)): a collection's policy is fixed when it is created,
     /// and once synced, by the first descriptor pinned in the roster.
     pub fn create_collection(&self, name: &str, policy: Policy) -> Result<(), WriteError> {
         self.local()
@@ -258,14 +260,14 @@ impl Replica {
     }
 
     /// Records of a `manual` collection with concurrent versions, in key order. Empty for a
-    /// collection this device does not know; [`ClientError::InvalidInput`] for a collection
+    /// collection this device does not know; [`WriteError::InvalidInput`](crate::WriteError::InvalidInput) for a collection
     /// with another policy (it never keeps conflicts).
     pub fn conflicts(&self, collection: &str) -> Result<Vec<Conflict>, ReadError> {
         self.local().conflicts(collection).map_err(Into::into)
     }
 
     /// Writes `value` as the resolution of `key`: a version superseding all current heads.
-    /// [`ClientError::NotFound`] if the key has no versions; [`ClientError::InvalidInput`]
+    /// [`WriteError::NotFound`](crate::WriteError::NotFound) if the key has no versions; [`WriteError::InvalidInput`](crate::WriteError::InvalidInput)
     /// if the collection's policy is not `manual`.
     pub fn resolve(
         &self,
@@ -484,9 +486,25 @@ impl Replica {
     pub fn transaction<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut crate::Transaction<'_>) -> Result<T, E>,
-        E: From<ClientError>,
+        E: From<WriteError>,
     {
-        let out = self.local().transaction(f)?;
+        /// The closure's own error, or the store's (beginning or committing).
+        enum Failed<E> {
+            Store(ClientError),
+            App(E),
+        }
+        impl<E> From<ClientError> for Failed<E> {
+            fn from(e: ClientError) -> Self {
+                Self::Store(e)
+            }
+        }
+        let out = self
+            .local()
+            .transaction(|tx| f(tx).map_err(Failed::App))
+            .map_err(|e| match e {
+                Failed::App(e) => e,
+                Failed::Store(e) => E::from(WriteError::from(e)),
+            })?;
         self.shared.commits.send_modify(|n| *n = n.wrapping_add(1));
         Ok(out)
     }
@@ -497,25 +515,25 @@ impl Replica {
     /// field that serializes to `null` (such as an `Option` that is `None`, unless skipped
     /// with `#[serde(skip_serializing_if = "Option::is_none")]`) is stored as `null`, not
     /// removed; see [`Transaction::put`](crate::Transaction::put). Serialization errors are
-    /// [`ClientError::Json`].
+    /// [`WriteError::Json`](crate::WriteError::Json).
     pub fn put_json<T: serde::Serialize + ?Sized>(
         &self,
         collection: &str,
         key: &str,
         value: &T,
-    ) -> Result<VersionId, ClientError> {
-        self.write(|c| c.put_json(collection, key, value))
+    ) -> Result<VersionId, WriteError> {
+        Ok(self.write(|c| c.put_json(collection, key, value))?)
     }
 
     /// The live value of `key` deserialized from JSON (serde); `None` if absent or deleted.
     /// In a `fields` collection this is the merged object of every field written, by any
-    /// device. [`ClientError::Json`] if the stored value is not JSON of type `T`.
+    /// device. [`WriteError::Json`](crate::WriteError::Json) if the stored value is not JSON of type `T`.
     pub fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         collection: &str,
         key: &str,
-    ) -> Result<Option<T>, ClientError> {
-        self.local().get_json(collection, key)
+    ) -> Result<Option<T>, ReadError> {
+        Ok(self.local().get_json(collection, key)?)
     }
 
     /// Sets the top-level fields given in `fields` (a `serde_json::Map`, or anything that
@@ -526,15 +544,15 @@ impl Replica {
     /// [`Replica::transaction`], to drop fields), and an absent or deleted record is
     /// created with just these fields. A [`Replica::put`] of a JSON object into a `fields`
     /// collection does exactly the same; `patch` states the intent and refuses other
-    /// collections: [`ClientError::NotFieldsCollection`] if the collection does not exist
-    /// (it is never created here) or uses another policy, [`ClientError::Json`] if
-    /// `fields` does not serialize, [`ClientError::InvalidInput`] if it is not an object.
+    /// collections: [`WriteError::NotFieldsCollection`](crate::WriteError::NotFieldsCollection) if the collection does not exist
+    /// (it is never created here) or uses another policy, [`WriteError::Json`](crate::WriteError::Json) if
+    /// `fields` does not serialize, [`WriteError::InvalidInput`](crate::WriteError::InvalidInput) if it is not an object.
     pub fn patch<P: serde::Serialize + ?Sized>(
         &self,
         collection: &str,
         key: &str,
         fields: &P,
-    ) -> Result<VersionId, ClientError> {
-        self.write(|c| c.patch(collection, key, fields))
+    ) -> Result<VersionId, WriteError> {
+        Ok(self.write(|c| c.patch(collection, key, fields))?)
     }
 }

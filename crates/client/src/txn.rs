@@ -20,7 +20,7 @@
 //!   value a `fields` collection refuses, a database error) changed nothing, and the
 //!   transaction goes on with what it did before, so the closure may handle the error and
 //!   continue. If the database itself ended the transaction after an error, every later
-//!   operation and the commit fail with [`ClientError::TransactionAborted`].
+//!   operation and the commit fail with [`WriteError::TransactionAborted`](crate::WriteError::TransactionAborted).
 //! - **Reads see the transaction's own writes**: [`Transaction::get`] and
 //!   [`Transaction::get_json`] read through the transaction.
 //!
@@ -52,6 +52,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::ClientError;
+use crate::errors::{ReadError, WriteError};
 use crate::store::{CollInfo, WriteTxn};
 use crate::{Core, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 
@@ -100,7 +101,7 @@ impl Core {
         key: &str,
         value: &[u8],
     ) -> Result<VersionId, ClientError> {
-        self.transaction(|tx| tx.put(collection, key, value))
+        self.transaction(|tx| tx.put_inner(collection, key, value))
     }
 
     /// Writes many records of one collection in one transaction (bulk import); same rules
@@ -113,7 +114,7 @@ impl Core {
         self.transaction(|tx| {
             records
                 .iter()
-                .map(|(k, v)| tx.put(collection, k, v))
+                .map(|(k, v)| tx.put_inner(collection, k, v))
                 .collect()
         })
     }
@@ -124,7 +125,7 @@ impl Core {
         collection: &str,
         key: &str,
     ) -> Result<Option<VersionId>, ClientError> {
-        self.transaction(|tx| tx.delete(collection, key))
+        self.transaction(|tx| tx.delete_inner(collection, key))
     }
 
     /// Writes a resolution as a [`Transaction::resolve`] of its own.
@@ -134,20 +135,20 @@ impl Core {
         key: &str,
         value: &[u8],
     ) -> Result<VersionId, ClientError> {
-        self.transaction(|tx| tx.resolve(collection, key, value))
+        self.transaction(|tx| tx.resolve_inner(collection, key, value))
     }
 }
 
 impl Transaction<'_> {
     /// Writes `value` under `key` of `collection`, creating the collection with the `lww`
     /// policy if it does not exist. Keys are 1 to [`MAX_KEY_BYTES`] bytes, values at most
-    /// [`MAX_VALUE_BYTES`] ([`ClientError::InvalidInput`] otherwise).
+    /// [`MAX_VALUE_BYTES`] ([`WriteError::InvalidInput`](crate::WriteError::InvalidInput) otherwise).
     ///
     /// What a put means depends on the collection's policy:
     /// - `lww`: `value` replaces the record (the latest version by HLC wins).
     /// - `manual`: `value` supersedes the record's current version(s); concurrent puts on
     ///   other devices become conflicts (`Replica::conflicts`, [`Transaction::resolve`]).
-    /// - `fields`: `value` must be a JSON object ([`ClientError::InvalidInput`] otherwise),
+    /// - `fields`: `value` must be a JSON object ([`WriteError::InvalidInput`](crate::WriteError::InvalidInput) otherwise),
     ///   and the put is a **patch of the top-level fields it names**, exactly like
     ///   [`Transaction::patch`]: each field given replaces that field's value (across
     ///   devices, per field, the write with the latest HLC wins); fields not given keep
@@ -161,6 +162,91 @@ impl Transaction<'_> {
     /// Returns the new version's id (it changes if a sync later re-stamps an edit made by
     /// a clock that ran fast: `SyncReport::restamped_versions`).
     pub fn put(
+        &mut self,
+        collection: &str,
+        key: &str,
+        value: &[u8],
+    ) -> Result<VersionId, WriteError> {
+        Ok(self.put_inner(collection, key, value)?)
+    }
+
+    /// Deletes `key` (a tombstone version) and returns its id; `None`, writing nothing, if
+    /// there was no live record (as this transaction sees it): deleting is idempotent. In
+    /// a `fields` collection a delete clears every field.
+    pub fn delete(&mut self, collection: &str, key: &str) -> Result<Option<VersionId>, WriteError> {
+        Ok(self.delete_inner(collection, key)?)
+    }
+
+    /// The live value of `key` as this transaction sees it (its own writes included);
+    /// `None` if absent or deleted. In a `fields` collection: the merged object.
+    pub fn get(&self, collection: &str, key: &str) -> Result<Option<Vec<u8>>, ReadError> {
+        Ok(self.get_inner(collection, key)?)
+    }
+
+    /// Writes `value` as the resolution of `key` in a `manual` collection: a version
+    /// superseding all current heads. [`WriteError::NotFound`](crate::WriteError::NotFound) if the key has no versions;
+    /// [`WriteError::InvalidInput`](crate::WriteError::InvalidInput) if the collection's policy is not `manual`.
+    pub fn resolve(
+        &mut self,
+        collection: &str,
+        key: &str,
+        value: &[u8],
+    ) -> Result<VersionId, WriteError> {
+        Ok(self.resolve_inner(collection, key, value)?)
+    }
+
+    /// Serializes `value` to JSON and writes it as a [`Transaction::put`] (same rules: in a
+    /// `fields` collection it must serialize to an object and is a patch of the fields it
+    /// names). Serialization errors are [`WriteError::Json`](crate::WriteError::Json).
+    ///
+    /// With serde's defaults an `Option` field that is `None` serializes as `null`, so in
+    /// a `fields` collection it **sets that field to `null`**; mark it
+    /// `#[serde(skip_serializing_if = "Option::is_none")]` to leave the stored field
+    /// unchanged instead.
+    pub fn put_json<T: Serialize + ?Sized>(
+        &mut self,
+        collection: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<VersionId, WriteError> {
+        Ok(self.put_json_inner(collection, key, value)?)
+    }
+
+    /// The live value of `key` (as this transaction sees it) deserialized from JSON;
+    /// `None` if absent or deleted. [`WriteError::Json`](crate::WriteError::Json) if the stored value is not JSON
+    /// of type `T`.
+    pub fn get_json<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<T>, ReadError> {
+        Ok(self.get_json_inner(collection, key)?)
+    }
+
+    /// Sets the top-level fields given in `fields` (a `serde_json::Map`, a
+    /// `serde_json::Value::Object`, or any value that serializes to a JSON object, such as
+    /// a struct) on record `key` of a `fields` collection, keeping the fields not given.
+    /// Same semantics as a [`Transaction::put`] into a `fields` collection: fields are
+    /// replaced whole (no deep merge); `null` is stored as `null`, not removed; a patch of
+    /// an absent or deleted record creates it with just these fields; an empty object
+    /// writes a version that changes no field.
+    ///
+    /// Errors: [`WriteError::NotFieldsCollection`](crate::WriteError::NotFieldsCollection) if the collection does not exist or
+    /// uses another policy (`patch` never creates a collection: create it first with
+    /// `Policy::Fields`); [`WriteError::Json`](crate::WriteError::Json) if `fields` does not serialize;
+    /// [`WriteError::InvalidInput`](crate::WriteError::InvalidInput) if it serializes to something other than an object.
+    pub fn patch<P: Serialize + ?Sized>(
+        &mut self,
+        collection: &str,
+        key: &str,
+        fields: &P,
+    ) -> Result<VersionId, WriteError> {
+        Ok(self.patch_inner(collection, key, fields)?)
+    }
+}
+
+impl Transaction<'_> {
+    pub(crate) fn put_inner(
         &mut self,
         collection: &str,
         key: &str,
@@ -185,10 +271,7 @@ impl Transaction<'_> {
         })
     }
 
-    /// Deletes `key` (a tombstone version) and returns its id; `None`, writing nothing, if
-    /// there was no live record (as this transaction sees it): deleting is idempotent. In
-    /// a `fields` collection a delete clears every field.
-    pub fn delete(
+    pub(crate) fn delete_inner(
         &mut self,
         collection: &str,
         key: &str,
@@ -207,19 +290,18 @@ impl Transaction<'_> {
             .map(Some)
     }
 
-    /// The live value of `key` as this transaction sees it (its own writes included);
-    /// `None` if absent or deleted. In a `fields` collection: the merged object.
-    pub fn get(&self, collection: &str, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
+    pub(crate) fn get_inner(
+        &self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, ClientError> {
         match self.w.collection(collection)? {
             Some(c) => self.w.get(&c, key),
             None => Ok(None),
         }
     }
 
-    /// Writes `value` as the resolution of `key` in a `manual` collection: a version
-    /// superseding all current heads. [`ClientError::NotFound`] if the key has no versions;
-    /// [`ClientError::InvalidInput`] if the collection's policy is not `manual`.
-    pub fn resolve(
+    pub(crate) fn resolve_inner(
         &mut self,
         collection: &str,
         key: &str,
@@ -240,50 +322,27 @@ impl Transaction<'_> {
             .atomically(|w| w.write(&coll, key, false, value, true))
     }
 
-    /// Serializes `value` to JSON and writes it as a [`Transaction::put`] (same rules: in a
-    /// `fields` collection it must serialize to an object and is a patch of the fields it
-    /// names). Serialization errors are [`ClientError::Json`].
-    ///
-    /// With serde's defaults an `Option` field that is `None` serializes as `null`, so in
-    /// a `fields` collection it **sets that field to `null`**; mark it
-    /// `#[serde(skip_serializing_if = "Option::is_none")]` to leave the stored field
-    /// unchanged instead.
-    pub fn put_json<T: Serialize + ?Sized>(
+    pub(crate) fn put_json_inner<T: Serialize + ?Sized>(
         &mut self,
         collection: &str,
         key: &str,
         value: &T,
     ) -> Result<VersionId, ClientError> {
         let bytes = to_json(collection, key, value)?;
-        self.put(collection, key, &bytes)
+        self.put_inner(collection, key, &bytes)
     }
 
-    /// The live value of `key` (as this transaction sees it) deserialized from JSON;
-    /// `None` if absent or deleted. [`ClientError::Json`] if the stored value is not JSON
-    /// of type `T`.
-    pub fn get_json<T: DeserializeOwned>(
+    pub(crate) fn get_json_inner<T: DeserializeOwned>(
         &self,
         collection: &str,
         key: &str,
     ) -> Result<Option<T>, ClientError> {
-        self.get(collection, key)?
+        self.get_inner(collection, key)?
             .map(|bytes| from_json(collection, key, &bytes))
             .transpose()
     }
 
-    /// Sets the top-level fields given in `fields` (a `serde_json::Map`, a
-    /// `serde_json::Value::Object`, or any value that serializes to a JSON object, such as
-    /// a struct) on record `key` of a `fields` collection, keeping the fields not given.
-    /// Same semantics as a [`Transaction::put`] into a `fields` collection: fields are
-    /// replaced whole (no deep merge); `null` is stored as `null`, not removed; a patch of
-    /// an absent or deleted record creates it with just these fields; an empty object
-    /// writes a version that changes no field.
-    ///
-    /// Errors: [`ClientError::NotFieldsCollection`] if the collection does not exist or
-    /// uses another policy (`patch` never creates a collection: create it first with
-    /// `Policy::Fields`); [`ClientError::Json`] if `fields` does not serialize;
-    /// [`ClientError::InvalidInput`] if it serializes to something other than an object.
-    pub fn patch<P: Serialize + ?Sized>(
+    pub(crate) fn patch_inner<P: Serialize + ?Sized>(
         &mut self,
         collection: &str,
         key: &str,
@@ -306,7 +365,7 @@ impl Transaction<'_> {
             )));
         }
         let bytes = to_json(collection, key, &value)?;
-        self.put(collection, key, &bytes)
+        self.put_inner(collection, key, &bytes)
     }
 }
 
@@ -340,7 +399,7 @@ impl Core {
         key: &str,
         fields: &P,
     ) -> Result<VersionId, ClientError> {
-        self.transaction(|tx| tx.patch(collection, key, fields))
+        self.transaction(|tx| tx.patch_inner(collection, key, fields))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Transactions on the wire: a transaction over two collections travels as one batch per
 //! collection, and another device pulls all of it.
 
-use sealsync_client::{ClientError, Policy};
+use sealsync_client::{Policy, WriteError};
 use serde::{Deserialize, Serialize};
 
 use super::{TestServer, pair};
@@ -35,7 +35,7 @@ async fn a_transaction_over_two_collections_pushes_one_batch_per_collection_and_
         tx.patch("lines", "o00", &serde_json::json!({"qty": 99}))?;
         tx.delete("stock", "tea")?;
         tx.put("stock", "coffee", b"7")?;
-        Ok::<_, ClientError>(())
+        Ok::<_, WriteError>(())
     })
     .unwrap();
     let report = a.sync().await.unwrap();

@@ -8,17 +8,17 @@ use std::path::Path;
 use sealsync_core::Policy;
 
 use crate::testutil::offline_replica;
-use crate::{ClientError, Core, Replica};
+use crate::{Core, Replica, WriteError};
 
 /// An application's own error type, as `Replica::transaction` lets the closure use.
 #[derive(Debug)]
 enum AppError {
     OutOfStock,
-    Client(ClientError),
+    Client(WriteError),
 }
 
-impl From<ClientError> for AppError {
-    fn from(e: ClientError) -> Self {
+impl From<WriteError> for AppError {
+    fn from(e: WriteError) -> Self {
         AppError::Client(e)
     }
 }
@@ -59,7 +59,7 @@ fn a_transaction_commits_puts_and_deletes_across_collections_at_once() {
             let gone = tx.delete("carts", "c1")?;
             // Nothing is visible outside before the commit.
             assert_eq!(versions_seen_outside(dir.path()), before);
-            Ok::<_, ClientError>((v1, v2, gone))
+            Ok::<_, WriteError>((v1, v2, gone))
         })
         .unwrap();
     assert!(out.0 < out.1, "versions are stamped in order");
@@ -118,7 +118,7 @@ fn a_closure_error_writes_nothing() {
             tx.delete("stock", "tea")?;
             tx.patch("people", "ada", &serde_json::json!({"phone": "2"}))?;
             tx.put_json("orders", "o2", &vec!["a", "b"])?;
-            if tx.get("stock", "tea")?.is_none() {
+            if tx.get("stock", "tea").map_err(WriteError::from)?.is_none() {
                 return Err(AppError::OutOfStock);
             }
             Ok(())
@@ -145,7 +145,7 @@ fn a_closure_error_writes_nothing() {
         })
         .unwrap_err();
     assert!(
-        matches!(err, AppError::Client(ClientError::InvalidInput(_))),
+        matches!(err, AppError::Client(WriteError::InvalidInput(_))),
         "{err:?}"
     );
     assert_eq!(snapshot(&r), before);
@@ -167,7 +167,7 @@ fn a_panic_inside_writes_nothing_and_the_replica_stays_usable() {
             if tx.get("stock", "tea")?.is_none() {
                 panic!("the app panicked mid-transaction");
             }
-            Ok::<_, ClientError>(())
+            Ok::<_, WriteError>(())
         })
     })
     .join();
@@ -214,7 +214,7 @@ fn reads_inside_see_the_transactions_own_writes() {
         assert_eq!(ada, serde_json::json!({"phone": "2", "mail": "a@x"}));
         // Nobody outside sees any of it yet.
         assert_eq!(versions_seen_outside(dir.path()), 2);
-        Ok::<_, ClientError>(())
+        Ok::<_, WriteError>(())
     })
     .unwrap();
     assert_eq!(r.get("notes", "new").unwrap().as_deref(), Some(&b"two"[..]));
@@ -232,22 +232,22 @@ fn a_failed_operation_inside_is_undone_alone_and_the_transaction_goes_on() {
         let too_long = "k".repeat(crate::MAX_KEY_BYTES + 1);
         assert!(matches!(
             tx.put("other", &too_long, b"x"),
-            Err(ClientError::InvalidInput(_))
+            Err(WriteError::InvalidInput(_))
         ));
         assert!(matches!(
             tx.put("people", "ada", b"[1,2]"),
-            Err(ClientError::InvalidInput(_))
+            Err(WriteError::InvalidInput(_))
         ));
         assert!(matches!(
             tx.put("bad\ncollection", "k", b"x"),
-            Err(ClientError::InvalidInput(_))
+            Err(WriteError::InvalidInput(_))
         ));
         assert!(matches!(
             tx.resolve("notes", "a", b"x"),
-            Err(ClientError::InvalidInput(_))
+            Err(WriteError::InvalidInput(_))
         ));
         tx.put("notes", "b", b"2")?;
-        Ok::<_, ClientError>(())
+        Ok::<_, WriteError>(())
     })
     .unwrap();
     let (_, versions, names) = snapshot(&r);
@@ -280,7 +280,7 @@ fn manual_conflicts_are_resolved_inside_a_transaction() {
     let err = r
         .transaction(|tx| tx.resolve("tasks", "never", b"x"))
         .unwrap_err();
-    assert!(matches!(err, ClientError::NotFound { .. }), "{err}");
+    assert!(matches!(err, WriteError::NotFound { .. }), "{err}");
 }
 
 #[test]
@@ -294,7 +294,7 @@ fn a_transaction_seals_into_one_batch_per_collection() {
             tx.patch("lines", &format!("o{i:03}"), &serde_json::json!({"qty": i}))?;
         }
         tx.delete("orders", "o000")?;
-        Ok::<_, ClientError>(())
+        Ok::<_, WriteError>(())
     })
     .unwrap();
     assert_eq!(core.seal_outbox().unwrap(), 2, "one batch per collection");
@@ -345,7 +345,7 @@ fn crash_child() {
         if home.join("reached").exists() {
             std::process::abort();
         }
-        Ok::<_, ClientError>(())
+        Ok::<_, WriteError>(())
     });
 }
 

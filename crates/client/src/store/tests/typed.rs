@@ -8,7 +8,7 @@ use sealsync_core::Policy;
 use serde::{Deserialize, Serialize};
 
 use crate::testutil::offline_replica;
-use crate::{ClientError, Replica};
+use crate::{ReadError, Replica, WriteError};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Address {
@@ -93,7 +93,7 @@ fn json_values_round_trip_in_lww_and_fields_collections() {
             tx.get_json::<Person>("people", "bob")?,
             Some(person.clone())
         );
-        Ok::<_, ClientError>(())
+        Ok::<_, WriteError>(())
     })
     .unwrap();
     assert_eq!(r.get_json::<Person>("people", "bob").unwrap(), Some(person));
@@ -181,7 +181,7 @@ fn patch_is_refused_outside_fields_collections_with_a_typed_error() {
     ] {
         let err = r.patch(coll, "k", &patch).unwrap_err();
         match &err {
-            ClientError::NotFieldsCollection {
+            WriteError::NotFieldsCollection {
                 collection,
                 policy: p,
             } => {
@@ -227,10 +227,10 @@ fn json_errors_are_typed_and_write_nothing() {
     r.put_json("notes", "num", &7).unwrap();
     // Not JSON, or JSON of another type.
     let err = r.get_json::<Person>("notes", "raw").unwrap_err();
-    assert!(matches!(err, ClientError::Json(_)), "{err:?}");
+    assert!(matches!(err, ReadError::Json(_)), "{err:?}");
     let err = r.get_json::<String>("notes", "num").unwrap_err();
     match &err {
-        ClientError::Json(m) => assert!(m.contains("\"num\"") && m.contains("notes"), "{m}"),
+        ReadError::Json(m) => assert!(m.contains("\"num\"") && m.contains("notes"), "{m}"),
         other => panic!("{other:?}"),
     }
     // A value serde_json cannot serialize (a map with non-string keys).
@@ -238,21 +238,21 @@ fn json_errors_are_typed_and_write_nothing() {
     let before = r.state_root().unwrap();
     assert!(matches!(
         r.put_json("notes", "bad", &bad),
-        Err(ClientError::Json(_))
+        Err(WriteError::Json(_))
     ));
     assert!(matches!(
         r.patch("people", "bad", &bad),
-        Err(ClientError::Json(_))
+        Err(WriteError::Json(_))
     ));
     // A patch or typed put into `fields` that is not an object.
     let err = r.patch("people", "ada", &vec![1, 2]).unwrap_err();
     assert!(
-        matches!(&err, ClientError::InvalidInput(m) if m.contains("an array")),
+        matches!(&err, WriteError::InvalidInput(m) if m.contains("an array")),
         "{err:?}"
     );
     assert!(matches!(
         r.put_json("people", "ada", "just a string"),
-        Err(ClientError::InvalidInput(_))
+        Err(WriteError::InvalidInput(_))
     ));
     assert_eq!(r.state_root().unwrap(), before);
     assert_eq!(r.get("people", "ada").unwrap(), None);
