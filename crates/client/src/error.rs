@@ -218,7 +218,7 @@ pub(crate) enum ClientError {
     )]
     Batch {
         /// The failed check.
-        check: crate::types::Check,
+        check: crate::check::Check,
         /// Collection name (or id hex if unknown).
         collection: String,
         /// Author device id (hex).

@@ -17,8 +17,8 @@
 
 use std::path::PathBuf;
 
+use crate::check::Check;
 use crate::error::{ClientError, StorageError};
-use crate::types::Check;
 
 /// A failure of this device's own storage: the database, the key store, the file system.
 #[non_exhaustive]

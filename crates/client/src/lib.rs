@@ -31,6 +31,7 @@
 //! passphrase is set through `SEALSYNC_PASSPHRASE`).
 #![forbid(unsafe_code)]
 
+mod check;
 mod clock;
 mod clock_repair;
 mod collections;
@@ -66,6 +67,7 @@ use std::path::PathBuf;
 
 use sealsync_core::Roster;
 
+pub use check::Check;
 pub use driver::{Backoff, SyncHandle, SyncNowError, SyncOptions, SyncStatus};
 pub use error::StorageError;
 pub use errors::{

@@ -50,7 +50,7 @@ impl Core {
             if resp.next < coll.cursor {
                 report.errors.push(SyncIssue {
                     collection: coll.name.clone(),
-                    check: crate::types::Check::Cursor,
+                    check: crate::check::Check::Cursor,
                     author: None,
                     message: format!(
                         "the server moved the log cursor back from {} to {} (rollback?)",
@@ -62,7 +62,7 @@ impl Core {
             if let Err(why) = check_page_indices(coll.cursor, &resp.entries, resp.next) {
                 report.errors.push(SyncIssue {
                     collection: coll.name.clone(),
-                    check: crate::types::Check::Cursor,
+                    check: crate::check::Check::Cursor,
                     author: None,
                     message: format!("the server sent an inconsistent page: {why}"),
                 });
@@ -147,7 +147,7 @@ impl Core {
         own_from: Option<ChainState>,
     ) -> Result<Vec<PulledBatch>, ClientError> {
         let fail = |author: String, error: BatchError| ClientError::Batch {
-            check: crate::types::Check::of(&error),
+            check: crate::check::Check::of(&error),
             collection: coll.name.clone(),
             author,
             error: error.to_string(),

@@ -201,7 +201,7 @@ impl Store {
                 };
                 let sealed =
                     seal_batch(draft, ctx.signing, ckey).map_err(|error| ClientError::Batch {
-                        check: crate::types::Check::of(&error),
+                        check: crate::check::Check::of(&error),
                         collection: name.to_string(),
                         author: me.to_string(),
                         error: error.to_string(),
