@@ -85,7 +85,11 @@ async fn main() -> Result<(), Error> {
     println!(
         "office     enrolled as {} (trusted; recovery secret shown once: {})",
         short(office.device_id),
-        if office.recovery_secret.is_some() { "yes" } else { "no" }
+        if office.recovery_secret.is_some() {
+            "yes"
+        } else {
+            "no"
+        }
     );
     let office = office.replica;
 
@@ -133,8 +137,7 @@ async fn main() -> Result<(), Error> {
                 // A blocking SQLite write: keep it off the async worker threads.
                 let tablet = tablet.clone();
                 let bytes = serde_json::to_vec(&finding)?;
-                tokio::task::spawn_blocking(move || tablet.put(INSPECTIONS, key, &bytes))
-                    .await??;
+                tokio::task::spawn_blocking(move || tablet.put(INSPECTIONS, key, &bytes)).await??;
                 println!("tablet     recorded {key}");
             }
             Ok::<(), Error>(())
@@ -211,7 +214,11 @@ async fn main() -> Result<(), Error> {
     for site in ["bridge-14", "tunnel-3"] {
         let at_site = office.find(INSPECTIONS, "site", &json!(site))?;
         let keys: Vec<&str> = at_site.iter().map(|(k, _)| k.as_str()).collect();
-        println!("  {site:<10} {} findings: {}", at_site.len(), keys.join(", "));
+        println!(
+            "  {site:<10} {} findings: {}",
+            at_site.len(),
+            keys.join(", ")
+        );
     }
     let today = office.scan(INSPECTIONS, ScanOptions::new().prefix("2026-12-03/"))?;
     let mut by_severity: BTreeMap<String, usize> = BTreeMap::new();
