@@ -243,7 +243,7 @@ async fn main() -> Result<(), Error> {
             finding.get("status").is_none().then_some(key)
         })
         .collect();
-    println!("  not yet reviewed: {}", open.len());
+    println!("  not yet reviewed: {} ({})", open.len(), open.join(", "));
     assert_eq!(office.state_root()?, tablet.state_root()?, "devices differ");
     println!("  both devices hold the same state (equal state roots)");
 
