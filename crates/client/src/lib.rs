@@ -106,8 +106,8 @@
 //!   [`Replica::finish_approval`], [`Replica::join`], [`Replica::pending_devices`], the
 //!   driver, and the change feed's poller) run on the replica's own thread, a
 //!   single-threaded tokio runtime started on first use and ended when the last handle is
-//!   dropped. Their futures can be awaited from any executor (tokio or not), and the
-//!   app's executor threads never run their SQLite transactions or their crypto.
+//!   dropped. Their futures can be awaited from any executor, and the app's executor
+//!   threads never run their SQLite transactions or their crypto.
 //! - **Several handles and processes on one home** are fine: handles opened separately
 //!   with [`Replica::open`], in this process or another (the `sealsync` CLI while the app
 //!   runs), share the home through the database; every change is one transaction, and
@@ -133,7 +133,7 @@
 //! [`ClientError::PassphraseRequired`]) and keep a fallback arm.
 //! [`ClientError::is_retryable`] says whether the same operation may succeed later with
 //! nobody changing anything (network failures and timeouts, a busy or failing server, a
-//! sync of the same home still running); the driver retries exactly those with backoff
+//! sync of the same home still running, a local database locked by another process); the driver retries exactly those with backoff
 //! ([`Backoff`]) and stops on the others, saying why in [`SyncStatus::last_error`]. Error
 //! messages are short sentences written for people, with no secrets in them; most say
 //! what to do next.
@@ -168,8 +168,8 @@
 //! the records it returns. Keys compare as UTF-8 bytes.
 //!
 //! [`Replica::create_index`] indexes a top-level JSON field of a collection's records
-//! (built at once from the live records, then kept up to date by every change, local or
-//! pulled); [`Replica::find`] returns the live records whose field equals a
+//! (idempotent; built at once from the live records, then kept up to date by every
+//! change, local or pulled); [`Replica::find`] returns the live records whose field equals a
 //! `serde_json::Value`, and fails with [`ClientError::NoIndex`] on a field with no index.
 //! An index lives in this replica's database only (each device makes its own) and holds
 //! keyed hashes of the field's values, never the values.
@@ -190,7 +190,8 @@
 //!   keyring, a hardware-backed store) instead; the same store must be given at every
 //!   open.
 //!
-//! The home directory holds `replica.db` (the SQLite database), the key store files
+//! The home directory holds `replica.db` (the SQLite database, in WAL mode with
+//! `synchronous=FULL`, beside its `-wal` and `-shm` files), the key store files
 //! above, and `sync.lock` (the lock that keeps syncs of the home one at a time).
 #![forbid(unsafe_code)]
 
