@@ -90,6 +90,24 @@
 //! and syncs them both with the driver:
 //! `cargo run -p sealsync-client --example inspection`.
 //!
+//! # What a sync does
+//!
+//! [`Replica::sync`] speaks `docs/protocol.md` over HTTP/2 and mutual TLS 1.3, with the
+//! server's CA pinned by the enrollment bundle. It extends the verified roster of the
+//! account's devices (on a pending device it only completes a confirmed pairing),
+//! exchanges collection descriptors, pushes the sealed batches of the outbox, and pulls,
+//! verifies and applies the other devices' batches. The server sees blinded collection
+//! ids, never their names, and never a key or a value in clear. Each sync returns a
+//! [`SyncReport`] and leaves its outcome in [`Replica::status`]; [`Replica::progress`]
+//! follows a running one. Refusals in one collection are listed in
+//! [`SyncReport::errors`] while the rest of the sync goes on.
+//!
+//! Edits are stamped with a hybrid logical clock read from trusted time: the system clock,
+//! pulled back if it runs ahead of the server's clock (learned at enrollment and at every
+//! sync) by more than half the drift bound. Edits that a fast clock stamped too far ahead
+//! for the server are re-stamped before they are sealed
+//! ([`SyncReport::restamped_versions`]); their version ids change, nothing is lost.
+//!
 //! # Threading and handles
 //!
 //! [`Replica`] is `Clone + Send + Sync`; clones are cheap handles on the same replica, to
