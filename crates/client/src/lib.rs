@@ -151,10 +151,10 @@
 //! [`ClientError::PassphraseRequired`]) and keep a fallback arm.
 //! [`ClientError::is_retryable`] says whether the same operation may succeed later with
 //! nobody changing anything (network failures and timeouts, a busy or failing server, a
-//! sync of the same home still running, a local database locked by another process); the driver retries exactly those with backoff
-//! ([`Backoff`]) and stops on the others, saying why in [`SyncStatus::last_error`]. Error
-//! messages are short sentences written for people, with no secrets in them; most say
-//! what to do next.
+//! sync of the same home still running, a local database locked by another process);
+//! the driver retries exactly those with backoff ([`Backoff`]) and stops on the others,
+//! saying why in [`SyncStatus::last_error`]. Error messages are short sentences written
+//! for people, with no secrets in them; most say what to do next.
 //!
 //! # Policies
 //!
@@ -187,10 +187,10 @@
 //!
 //! [`Replica::create_index`] indexes a top-level JSON field of a collection's records
 //! (idempotent; built at once from the live records, then kept up to date by every
-//! change, local or pulled); [`Replica::find`] returns the live records whose field equals a
-//! `serde_json::Value`, and fails with [`ClientError::NoIndex`] on a field with no index.
-//! An index lives in this replica's database only (each device makes its own) and holds
-//! keyed hashes of the field's values, never the values.
+//! change, local or pulled); [`Replica::find`] returns the live records whose field
+//! equals a `serde_json::Value`, and fails with [`ClientError::NoIndex`] on a field with
+//! no index. An index lives in this replica's database only (each device makes its own)
+//! and holds keyed hashes of the field's values, never the values.
 //!
 //! # Passphrases and key stores
 //!
