@@ -52,7 +52,7 @@ impl Core {
                 Err(e) => {
                     report.errors.push(SyncIssue {
                         collection: coll.name.clone(),
-                        check: "clock".into(),
+                        check: crate::types::Check::Clock,
                         author: None,
                         message: format!("edits stamped in the future were not re-stamped: {e}"),
                     });

@@ -56,7 +56,7 @@ impl Core {
             Err(e) => {
                 report.errors.push(SyncIssue {
                     collection: coll_name.to_string(),
-                    check: "descriptor".into(),
+                    check: crate::types::Check::Descriptor,
                     author: None,
                     message: format!("the collection's pinned descriptor is refused: {e}"),
                 });
@@ -119,7 +119,7 @@ impl Core {
         // Still unpinned: the collection stays held (not pushed, not pulled); say why.
         report.errors.push(SyncIssue {
             collection: coll.name.clone(),
-            check: "pin".into(),
+            check: crate::types::Check::Pin,
             author: None,
             message: "the server refused to record this collection in the roster; its changes stay local until a later sync succeeds".into(),
         });

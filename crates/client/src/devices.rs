@@ -19,7 +19,7 @@ impl Core {
             .filter_map(|d| {
                 let id = DeviceId::from_slice(&d.device_id).ok()?;
                 Some(PendingDeviceInfo {
-                    device_id: id.to_string(),
+                    device_id: id,
                     // Display text from the server: no control characters (terminal escapes).
                     name: d
                         .name

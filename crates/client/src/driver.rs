@@ -10,7 +10,7 @@
 //! - every [`SyncOptions::interval`] in any case (new collections, a missed hint);
 //! - when [`SyncHandle::sync_now`] asks.
 //!
-//! A failed sync whose error [`is_retryable`](crate::ClientError::is_retryable) is tried
+//! A failed sync whose error [`is_retryable`](crate::SyncError::is_retryable) is tried
 //! again after an exponential backoff with jitter; any other error stops the driver, and
 //! its [`SyncStatus`] says why (`stopped`, `last_error`). Stopping the driver, or dropping
 //! its [`SyncHandle`], cancels a running sync at its next step, losing nothing.
@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::error::ClientError;
+use crate::errors::SyncError;
 use crate::handle::Replica;
 use crate::net::watch::{Cursor, watch as watch_request};
 use crate::options::Timeouts;
@@ -150,8 +151,8 @@ pub struct SyncStatus {
     /// When the last sync succeeded.
     pub last_synced: Option<SystemTime>,
     /// Why the last sync failed; `None` once one succeeds. Typed: match on it, or ask
-    /// [`ClientError::is_retryable`].
-    pub last_error: Option<Arc<ClientError>>,
+    /// [`SyncError::is_retryable`].
+    pub last_error: Option<Arc<SyncError>>,
     /// The report of the last sync that succeeded.
     pub last_report: Option<SyncReport>,
     /// Syncs attempted so far (successful or not).
@@ -175,7 +176,7 @@ pub struct SyncStatus {
 pub enum SyncNowError {
     /// The sync failed (the driver retries it if retryable).
     #[error("{0}")]
-    Failed(Arc<ClientError>),
+    Failed(Arc<SyncError>),
     /// The driver has stopped.
     #[error("the sync driver has stopped")]
     Stopped,
@@ -327,6 +328,8 @@ async fn drive(
                     }
                 };
                 next_interval = Instant::now() + opts.interval;
+                // Published with the outcome, so that a reader sees both at once.
+                let pending = replica.pending_work().ok();
                 let answered: Vec<_> = std::mem::take(&mut waiters);
                 let stop = match result {
                     Ok(report) => {
@@ -341,6 +344,10 @@ async fn drive(
                             s.retry_at = None;
                             s.progress = *progress.borrow();
                             s.last_report = Some(report.clone());
+                            if let Some((b, e)) = pending {
+                                s.pending_batches = b;
+                                s.pending_edits = e;
+                            }
                         });
                         for w in answered {
                             let _ = w.send(Ok(report.clone()));
@@ -359,12 +366,16 @@ async fn drive(
                         }
                         tracing::info!(error = %e, retryable, "sync failed");
                         status.send_modify(|s| {
-                            s.connected = !matches!(*e, ClientError::Network(_) | ClientError::Tls(_));
+                            s.connected = !e.is_unreachable();
                             s.syncing = false;
                             s.syncs += 1;
                             s.progress = *progress.borrow();
                             s.last_error = Some(e.clone());
                             s.stopped = !retryable;
+                            if let Some((b, e)) = pending {
+                                s.pending_batches = b;
+                                s.pending_edits = e;
+                            }
                         });
                         for w in answered {
                             let _ = w.send(Err(SyncNowError::Failed(e.clone())));

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 /// Why a [`crate::Core`] operation failed. Messages say what to do next.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     /// The record does not exist (never written, or deleted): `get`-like operations that
     /// need a live record (`delete`, `history` of an unknown key).
     #[error(
@@ -26,7 +26,7 @@ pub enum ClientError {
     /// `find` on a field that has no index in that collection: create the index first
     /// ([`crate::Replica::create_index`]).
     #[error(
-        "collection {} has no index on field {}: create it first (`create_index`, or `sealsync device index COLLECTION FIELD`)",
+        "collection {} has no index on field {}: create the index first",
         crate::types::echo(.collection),
         crate::types::echo(.field)
     )]
@@ -95,7 +95,7 @@ pub enum ClientError {
     /// The approver added the new device and sealed the account keys to it, but the new
     /// device did not report, in time, that it is trusted.
     #[error(
-        "device {device} was added and the account keys were sealed to it, but it did not report being trusted within {secs} s: run `sync` on it, then check its `status`"
+        "device {device} was added and the account keys were sealed to it, but it did not report being trusted within {secs} s: it becomes trusted at its next sync"
     )]
     PairingUnconfirmed {
         /// The device being approved.
@@ -132,7 +132,7 @@ pub enum ClientError {
     },
     /// The local SQLite database failed (disk full, corruption, locked by another process).
     #[error("local database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(StorageError),
     /// The local database content is inconsistent (bad lengths, undecryptable value...).
     #[error("local database is corrupt: {0}")]
     Corrupt(String),
@@ -168,7 +168,7 @@ pub enum ClientError {
     Recovery(String),
     /// A cryptographic operation failed.
     #[error("crypto: {0}")]
-    Crypto(#[from] sealsync_crypto::CryptoError),
+    Crypto(String),
     /// After a push was refused with 409, the server's chain head for this device in a
     /// collection is not a point of this device's own chain (a different hash at a seq this
     /// device sealed, or a seq it never sealed), and the server's batches of this device do
@@ -217,40 +217,88 @@ pub enum ClientError {
         "batch refused ({check} check) in collection {collection:?} by device {author}: {error}"
     )]
     Batch {
-        /// Short name of the failed check (`BatchError::check`).
-        check: &'static str,
+        /// The failed check.
+        check: crate::types::Check,
         /// Collection name (or id hex if unknown).
         collection: String,
         /// Author device id (hex).
         author: String,
-        /// The verification error.
-        error: sealsync_core::BatchError,
+        /// What the check found.
+        error: String,
     },
+    /// A typed value could not be turned into JSON (`put_json`, `patch`), or a stored value
+    /// is not JSON of the type asked for (`get_json`). The message is serde_json's, with
+    /// the collection and key; nothing was written.
+    #[error("JSON: {0}")]
+    Json(String),
+    /// `patch` on a collection that does not use the `fields` policy (or does not exist):
+    /// only `fields` collections merge top-level fields. Nothing was written.
+    #[error(
+        "patch needs a collection with the fields policy, but collection {} {}: create it with Policy::Fields first, or use put/put_json to write the whole value",
+        crate::types::echo(.collection),
+        match .policy { Some(p) => format!("uses the {p} policy"), None => "does not exist".to_string() }
+    )]
+    NotFieldsCollection {
+        /// Collection named.
+        collection: String,
+        /// Its policy (`lww` or `manual`); `None` if the collection does not exist.
+        policy: Option<String>,
+    },
+    /// The local database ended a transaction after an error (a full disk, an I/O error):
+    /// nothing of the transaction was written. Run it again once the cause is fixed.
+    #[error(
+        "the transaction was rolled back by the local database ({0}); nothing of it was written"
+    )]
+    TransactionAborted(String),
 }
 
 impl ClientError {
-    /// Whether the same operation may succeed later without anyone changing anything: a
-    /// network failure or timeout, a server that is busy, unavailable or failing (HTTP 5xx,
-    /// 408, 429), or another sync of the home still running. The sync driver retries these
-    /// with backoff and stops on the others, which need a person (a wrong setting, a revoked
-    /// device, a server caught forking or forging, a corrupt local database).
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Network(_) | Self::SyncBusy { .. } => true,
-            Self::Server { status, .. } => matches!(status, 408 | 429 | 500..=599),
-            Self::Database(rusqlite::Error::SqliteFailure(e, _)) => matches!(
-                e.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ),
-            _ => false,
-        }
-    }
-
     /// Wraps an I/O error with what was being done.
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             context: context.into(),
             source,
         }
+    }
+}
+
+/// A failure of the local SQLite database: its message, and whether it was only busy
+/// (another connection held a lock for longer than the busy timeout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageError {
+    message: String,
+    busy: bool,
+}
+
+impl StorageError {
+    /// The database was locked by another connection or process (retry later).
+    pub fn is_busy(&self) -> bool {
+        self.busy
+    }
+}
+
+impl std::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<rusqlite::Error> for ClientError {
+    fn from(e: rusqlite::Error) -> Self {
+        let busy = matches!(
+            &e,
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        );
+        Self::Database(StorageError {
+            message: e.to_string(),
+            busy,
+        })
+    }
+}
+
+impl From<sealsync_crypto::CryptoError> for ClientError {
+    fn from(e: sealsync_crypto::CryptoError) -> Self {
+        Self::Crypto(e.to_string())
     }
 }

@@ -138,9 +138,37 @@ impl<'a> Reader<'a> {
 /// or hardware-backed store can implement the same trait.
 pub trait KeyStore: fmt::Debug + Send + Sync {
     /// Reads and opens the secrets.
-    fn load(&self) -> Result<DeviceSecrets, ClientError>;
+    fn load(&self) -> Result<DeviceSecrets, KeyStoreError>;
     /// Seals and durably replaces the stored secrets.
-    fn save(&self, secrets: &DeviceSecrets) -> Result<(), ClientError>;
+    fn save(&self, secrets: &DeviceSecrets) -> Result<(), KeyStoreError>;
+}
+
+/// Why a [`KeyStore`] could not load or save the secrets (a message for the user; it must
+/// hold no secret).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct KeyStoreError(String);
+
+impl KeyStoreError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl From<KeyStoreError> for ClientError {
+    fn from(e: KeyStoreError) -> Self {
+        ClientError::KeyStore(e.0)
+    }
+}
+
+impl From<ClientError> for KeyStoreError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::KeyStore(m) => Self(m),
+            other => Self(other.to_string()),
+        }
+    }
 }
 
 /// How the wrapping key of a new key store is obtained.
@@ -182,9 +210,9 @@ impl FileKeyStore {
         dir: &Path,
         secrets: &DeviceSecrets,
         protection: Protection,
-    ) -> Result<Self, ClientError> {
+    ) -> Result<Self, KeyStoreError> {
         if dir.join(KEYSTORE_FILE).exists() {
-            return Err(ClientError::KeyStore(format!(
+            return Err(KeyStoreError(format!(
                 "{} already exists",
                 dir.join(KEYSTORE_FILE).display()
             )));
@@ -207,7 +235,8 @@ impl FileKeyStore {
                 for v in [params.m_kib, params.t_cost, params.p_cost] {
                     header.extend_from_slice(&v.to_be_bytes());
                 }
-                sealsync_crypto::passphrase_key(&pass, &salt, params)?
+                sealsync_crypto::passphrase_key(&pass, &salt, params)
+                    .map_err(|e| KeyStoreError(e.to_string()))?
             }
         };
         let store = Self {
@@ -221,6 +250,13 @@ impl FileKeyStore {
 
     /// Opens the key store in `dir` with an explicit passphrase (if the store needs one).
     pub fn open_with(
+        dir: &Path,
+        passphrase: Option<Zeroizing<Vec<u8>>>,
+    ) -> Result<(Self, DeviceSecrets), crate::OpenError> {
+        Ok(Self::open_inner(dir, passphrase)?)
+    }
+
+    pub(crate) fn open_inner(
         dir: &Path,
         passphrase: Option<Zeroizing<Vec<u8>>>,
     ) -> Result<(Self, DeviceSecrets), ClientError> {
@@ -252,7 +288,7 @@ impl FileKeyStore {
                     t_cost,
                     p_cost,
                 };
-                let pass = passphrase.ok_or_else(|| ClientError::PassphraseRequired)?;
+                let pass = passphrase.ok_or(ClientError::PassphraseRequired)?;
                 sealsync_crypto::passphrase_key(&pass, &salt, params)?
             }
             _ => return Err(bad()),
@@ -285,7 +321,17 @@ fn aad(header: &[u8]) -> Vec<u8> {
 }
 
 impl KeyStore for FileKeyStore {
-    fn load(&self) -> Result<DeviceSecrets, ClientError> {
+    fn load(&self) -> Result<DeviceSecrets, KeyStoreError> {
+        Ok(self.load_inner()?)
+    }
+
+    fn save(&self, secrets: &DeviceSecrets) -> Result<(), KeyStoreError> {
+        Ok(self.save_inner(secrets)?)
+    }
+}
+
+impl FileKeyStore {
+    fn load_inner(&self) -> Result<DeviceSecrets, ClientError> {
         let path = self.dir.join(KEYSTORE_FILE);
         let data = std::fs::read(&path)
             .map_err(|e| ClientError::io(format!("cannot read {}", path.display()), e))?;
@@ -297,7 +343,7 @@ impl KeyStore for FileKeyStore {
         DeviceSecrets::decode(&plain)
     }
 
-    fn save(&self, secrets: &DeviceSecrets) -> Result<(), ClientError> {
+    fn save_inner(&self, secrets: &DeviceSecrets) -> Result<(), ClientError> {
         let plain = secrets.encode();
         let mut data = self.header.clone();
         data.extend_from_slice(&sealsync_crypto::seal_random_nonce(
@@ -419,9 +465,9 @@ mod tests {
         same(&s, &loaded);
         let err = FileKeyStore::open_with(dir.path(), Some(Zeroizing::new(b"wrong".to_vec())))
             .unwrap_err();
-        assert!(matches!(err, ClientError::WrongPassphrase(_)), "{err}");
+        assert!(matches!(err, crate::OpenError::WrongPassphrase(_)), "{err}");
         let err = FileKeyStore::open_with(dir.path(), None).unwrap_err();
-        assert!(matches!(err, ClientError::PassphraseRequired), "{err}");
+        assert!(matches!(err, crate::OpenError::PassphraseRequired), "{err}");
     }
 
     #[test]

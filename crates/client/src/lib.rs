@@ -220,6 +220,7 @@ mod devices;
 pub mod driver;
 mod enroll;
 mod error;
+pub mod errors;
 pub mod feed;
 mod handle;
 pub mod keystore;
@@ -239,6 +240,7 @@ mod sync;
 mod sync_lock;
 #[cfg(test)]
 mod testutil;
+mod txn;
 mod types;
 mod worker;
 
@@ -247,10 +249,13 @@ use std::path::PathBuf;
 use sealsync_core::Roster;
 
 pub use driver::{Backoff, SyncHandle, SyncNowError, SyncOptions, SyncStatus};
-pub use error::ClientError;
+pub use error::StorageError;
+pub use errors::{
+    EnrollError, LocalError, NetError, OpenError, PairingError, ReadError, SyncError, WriteError,
+};
 pub use feed::{Change, ChangeFilter, Changes, Lagged, Origin};
 pub use handle::Replica;
-pub use keystore::{DeviceSecrets, FileKeyStore, KeyStore, Protection};
+pub use keystore::{DeviceSecrets, FileKeyStore, KeyStore, KeyStoreError, Protection};
 pub use options::{OpenOptions, Timeouts};
 pub use pairing::Approval;
 pub use progress::{SyncProgress, Transfer};
@@ -258,6 +263,7 @@ pub use query::ScanOptions;
 #[doc(hidden)]
 pub use sealsync_core::{DeviceId, Policy, VersionId};
 pub use sync_lock::SYNC_LOCK_WAIT;
+pub use txn::Transaction;
 pub use types::{
     ChangedKey, CollectionStatus, Conflict, ConflictVersion, DeviceState, EnrollOptions, Enrolled,
     HistoryEntry, LastError, PendingDeviceInfo, PolicyChange, Status, SyncIssue, SyncReport,

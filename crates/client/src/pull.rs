@@ -50,7 +50,7 @@ impl Core {
             if resp.next < coll.cursor {
                 report.errors.push(SyncIssue {
                     collection: coll.name.clone(),
-                    check: "cursor".into(),
+                    check: crate::types::Check::Cursor,
                     author: None,
                     message: format!(
                         "the server moved the log cursor back from {} to {} (rollback?)",
@@ -62,7 +62,7 @@ impl Core {
             if let Err(why) = check_page_indices(coll.cursor, &resp.entries, resp.next) {
                 report.errors.push(SyncIssue {
                     collection: coll.name.clone(),
-                    check: "cursor".into(),
+                    check: crate::types::Check::Cursor,
                     author: None,
                     message: format!("the server sent an inconsistent page: {why}"),
                 });
@@ -106,12 +106,12 @@ impl Core {
                     author,
                     error,
                 }) => {
-                    tracing::warn!(collection = %collection, %author, check, error = %error, "pulled batch refused");
+                    tracing::warn!(collection = %collection, %author, check = %check, error = %error, "pulled batch refused");
                     report.errors.push(SyncIssue {
                         collection,
-                        check: check.to_string(),
+                        check,
                         author: Some(author),
-                        message: error.to_string(),
+                        message: error,
                     });
                     return Ok(());
                 }
@@ -147,10 +147,10 @@ impl Core {
         own_from: Option<ChainState>,
     ) -> Result<Vec<PulledBatch>, ClientError> {
         let fail = |author: String, error: BatchError| ClientError::Batch {
-            check: error.check(),
+            check: crate::types::Check::of(&error),
             collection: coll.name.clone(),
             author,
-            error,
+            error: error.to_string(),
         };
         let keys = self.account_keys()?;
         let roster = self.trusted_roster()?;

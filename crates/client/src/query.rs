@@ -182,9 +182,9 @@ pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
 pub(crate) const MAX_FIELD_BYTES: usize = 256;
 
 /// Field names of indexes: 1 to [`MAX_FIELD_BYTES`] bytes without control characters.
-pub(crate) fn validate_field(field: &str) -> Result<(), crate::ClientError> {
+pub(crate) fn validate_field(field: &str) -> Result<(), crate::error::ClientError> {
     if field.is_empty() || field.len() > MAX_FIELD_BYTES || field.chars().any(char::is_control) {
-        return Err(crate::ClientError::InvalidInput(format!(
+        return Err(crate::error::ClientError::InvalidInput(format!(
             "invalid field name {}: use 1 to {MAX_FIELD_BYTES} bytes without control characters",
             crate::types::echo(field)
         )));

@@ -1,11 +1,13 @@
-//! Opening a replica and the local (offline) operations: put, get, delete, list, history,
-//! collections, conflicts, resolve, status and state roots.
+//! Opening a replica and the local (offline) operations: get, list, history, collections,
+//! conflicts, status and state roots. Writes (put, delete, resolve) are transactions
+//! (`crate::txn`).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use sealsync_core::{CollectionId, Policy, Roster, VersionId, combined_root, explain};
 
+use crate::Core;
 use crate::error::ClientError;
 use crate::keystore::{FileKeyStore, KEYSTORE_FILE, KeyStore};
 use crate::options::OpenOptions;
@@ -13,7 +15,6 @@ use crate::store::{CollInfo, DB_FILE, Store, corrupt, meta};
 use crate::types::{
     CollectionStatus, Conflict, ConflictVersion, DeviceState, HistoryEntry, LastError, Status,
 };
-use crate::{Core, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 
 /// Rebuilds and verifies the roster from stored entries (genesis first).
 pub(crate) fn roster_from_entries(
@@ -46,7 +47,7 @@ impl Core {
         let (keystore, secrets): (Arc<dyn KeyStore>, _) = match &options.key_store {
             Some(ks) => (ks.clone(), ks.load()?),
             None => {
-                let (ks, secrets) = FileKeyStore::open_with(home, options.passphrase_bytes())?;
+                let (ks, secrets) = FileKeyStore::open_inner(home, options.passphrase_bytes())?;
                 (Arc::new(ks), secrets)
             }
         };
@@ -139,118 +140,12 @@ impl Core {
             .map(|k| k.collection_id(&self.account, name))
     }
 
-    /// The collection, created with the `lww` policy on first write.
-    fn collection_for_write(&mut self, name: &str) -> Result<CollInfo, ClientError> {
-        if let Some(c) = self.store.collection(name)? {
-            return Ok(c);
-        }
-        let cid = self.collection_id(name);
-        self.store.create_collection(name, Policy::Lww, cid, false)
-    }
-
-    fn check_write(coll: &CollInfo, key: &str, value: &[u8]) -> Result<(), ClientError> {
-        validate_key(key)?;
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(ClientError::InvalidInput(format!(
-                "values are limited to {MAX_VALUE_BYTES} bytes (got {}); split large data into several records",
-                value.len()
-            )));
-        }
-        if coll.policy == Policy::Fields {
-            let refuse = |what: &str| {
-                ClientError::InvalidInput(format!(
-                    "collection {} uses the fields policy: {what}",
-                    crate::types::echo(&coll.name)
-                ))
-            };
-            match serde_json::from_slice::<serde_json::Value>(value) {
-                Ok(serde_json::Value::Object(_)) => {}
-                // serde_json stops at 128 levels instead of overflowing the stack (BI-04).
-                Err(e) if e.to_string().contains("recursion limit") => {
-                    return Err(refuse(
-                        "the value nests JSON deeper than 128 levels; flatten it",
-                    ));
-                }
-                Err(e) if e.is_syntax() || e.is_eof() => {
-                    return Err(refuse(&format!(
-                        "the value is not valid JSON ({e}); write an object like {{\"field\": \"value\"}}"
-                    )));
-                }
-                _ => {
-                    return Err(refuse(
-                        "values must be JSON objects like {\"field\": \"value\"}",
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes `value` under `key` (creating the collection with the `lww` policy if needed).
-    /// Durable when it returns. The returned id changes if a sync later finds the edit was
-    /// stamped by a clock that ran fast and re-stamps it (`SyncReport::restamped_versions`).
-    pub(crate) fn put(
-        &mut self,
-        collection: &str,
-        key: &str,
-        value: &[u8],
-    ) -> Result<VersionId, ClientError> {
-        self.refresh()?;
-        let coll = self.collection_for_write(collection)?;
-        Self::check_write(&coll, key, value)?;
-        let manual = coll.policy == Policy::Manual;
-        self.store
-            .write_local(&coll, &[(key, false, value)], manual)
-            .map(|v| v[0]) // one item in, one id out
-    }
-
-    /// Writes many records in one transaction (bulk import); same rules as [`Core::put`].
-    pub(crate) fn put_many(
-        &mut self,
-        collection: &str,
-        records: &[(String, Vec<u8>)],
-    ) -> Result<Vec<VersionId>, ClientError> {
-        self.refresh()?;
-        let coll = self.collection_for_write(collection)?;
-        for (k, v) in records {
-            Self::check_write(&coll, k, v)?;
-        }
-        let items: Vec<(&str, bool, &[u8])> = records
-            .iter()
-            .map(|(k, v)| (k.as_str(), false, v.as_slice()))
-            .collect();
-        self.store
-            .write_local(&coll, &items, coll.policy == Policy::Manual)
-    }
-
     /// The live value of `key`, `None` if absent or deleted.
     pub(crate) fn get(&self, collection: &str, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
         match self.store.collection(collection)? {
             Some(c) => self.store.get(&c, key),
             None => Ok(None),
         }
-    }
-
-    /// Deletes `key` (a tombstone version); `None` when there was no live record (then
-    /// nothing is written: deleting is idempotent).
-    pub(crate) fn delete(
-        &mut self,
-        collection: &str,
-        key: &str,
-    ) -> Result<Option<VersionId>, ClientError> {
-        self.refresh()?;
-        validate_key(key)?;
-        let Some(coll) = self.store.collection(collection)? else {
-            return Ok(None);
-        };
-        match self.store.record(&coll, key)? {
-            Some(r) if !r.deleted => {}
-            _ => return Ok(None),
-        }
-        let manual = coll.policy == Policy::Manual;
-        self.store
-            .write_local(&coll, &[(key, true, &[])], manual)
-            .map(|v| Some(v[0])) // one item in, one id out
     }
 
     /// Live records in key order.
@@ -341,31 +236,6 @@ impl Core {
         Ok(out)
     }
 
-    /// Writes `value` as the resolution of `key`: a version superseding all current heads.
-    /// [`ClientError::NotFound`] if the key has no versions; [`ClientError::InvalidInput`]
-    /// if the collection's policy is not `manual`.
-    pub(crate) fn resolve(
-        &mut self,
-        collection: &str,
-        key: &str,
-        value: &[u8],
-    ) -> Result<VersionId, ClientError> {
-        self.refresh()?;
-        let not_found = || ClientError::NotFound {
-            collection: collection.to_string(),
-            key: key.to_string(),
-        };
-        let coll = self.store.collection(collection)?.ok_or_else(not_found)?;
-        require_manual(&coll)?;
-        if self.store.record(&coll, key)?.is_none() {
-            return Err(not_found());
-        }
-        Self::check_write(&coll, key, value)?;
-        self.store
-            .write_local(&coll, &[(key, false, value)], true)
-            .map(|v| v[0]) // one item in, one id out
-    }
-
     /// Combined state root over the collections that hold records (tombstones included).
     pub(crate) fn state_root(&self) -> Result<[u8; 32], ClientError> {
         let mut roots = Vec::new();
@@ -386,7 +256,7 @@ impl Core {
                 records: self.store.live_count(&c)?,
                 pending_batches: pending,
                 state_root: hex::encode(self.store.collection_root(&c)?),
-                policy: c.policy.as_str().to_string(),
+                policy: c.policy,
                 name: c.name,
             });
         }
@@ -404,7 +274,7 @@ impl Core {
             None => None,
         };
         Ok(Status {
-            device_id: self.device_id.to_string(),
+            device_id: self.device_id,
             account: self.account.clone(),
             name: self.name.clone(),
             state,
@@ -424,19 +294,8 @@ impl Core {
     }
 }
 
-/// Record keys: 1 to [`MAX_KEY_BYTES`] bytes.
-fn validate_key(key: &str) -> Result<(), ClientError> {
-    if key.is_empty() || key.len() > MAX_KEY_BYTES {
-        return Err(ClientError::InvalidInput(format!(
-            "record keys must be 1 to {MAX_KEY_BYTES} bytes (got {})",
-            key.len()
-        )));
-    }
-    Ok(())
-}
-
 /// Conflicts and resolutions exist only in `manual` collections.
-fn require_manual(coll: &CollInfo) -> Result<(), ClientError> {
+pub(crate) fn require_manual(coll: &CollInfo) -> Result<(), ClientError> {
     if coll.policy == Policy::Manual {
         return Ok(());
     }

@@ -345,7 +345,7 @@ impl Core {
             tracing::warn!(collection = %name, error = %error, "push refused");
             report.errors.push(SyncIssue {
                 collection: name,
-                check: "push".into(),
+                check: crate::types::Check::Push,
                 author: None,
                 message: push_refusal_message(&error),
             });

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use sealsync_core::{DeviceId, VersionId};
+use sealsync_core::{DeviceId, Policy, VersionId};
 use serde::Serialize;
 
 use crate::Replica;
@@ -278,14 +278,132 @@ impl fmt::Display for Conflict {
     }
 }
 
+/// The check an object from the server (or a push) failed; shown and serialised by its
+/// short name (`signature`, `roster`, `chain`, ...).
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Check {
+    /// A batch or page larger than the protocol allows.
+    Size,
+    /// Bytes that do not decode.
+    Decode,
+    /// An unknown cipher suite.
+    Suite,
+    /// An author that is not a device of the verified roster.
+    Author,
+    /// A signature that does not verify.
+    Signature,
+    /// Another account's object.
+    Account,
+    /// Another collection's batch.
+    Collection,
+    /// A roster head this device has not verified (a roster fork, MS-12).
+    Roster,
+    /// A gap, repeat or fork in an author's chain of batches.
+    Chain,
+    /// An unknown key epoch.
+    Epoch,
+    /// A ciphertext that does not match its key commitment.
+    Commitment,
+    /// A ciphertext that does not decrypt.
+    Decrypt,
+    /// Malformed mutations inside a batch.
+    Mutations,
+    /// A clock too far ahead or out of order.
+    Clock,
+    /// A batch signed with a key that is not its author's.
+    Signer,
+    /// A batch that was never verified.
+    Verify,
+    /// The server refused this device's push.
+    Push,
+    /// A collection descriptor that does not verify.
+    Descriptor,
+    /// A collection whose pinned policy could not be applied.
+    Pin,
+    /// A log cursor that moved back or a page with inconsistent indices.
+    Cursor,
+}
+
+impl Check {
+    /// The short name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Size => "size",
+            Self::Decode => "decode",
+            Self::Suite => "suite",
+            Self::Author => "author",
+            Self::Signature => "signature",
+            Self::Account => "account",
+            Self::Collection => "collection",
+            Self::Roster => "roster",
+            Self::Chain => "chain",
+            Self::Epoch => "epoch",
+            Self::Commitment => "commitment",
+            Self::Decrypt => "decrypt",
+            Self::Mutations => "mutations",
+            Self::Clock => "clock",
+            Self::Signer => "signer",
+            Self::Verify => "verify",
+            Self::Push => "push",
+            Self::Descriptor => "descriptor",
+            Self::Pin => "pin",
+            Self::Cursor => "cursor",
+        }
+    }
+
+    /// The check a batch verification error names.
+    pub(crate) fn of(error: &sealsync_core::BatchError) -> Self {
+        use sealsync_core::BatchError as E;
+        match error {
+            E::TooLarge { .. } => Self::Size,
+            E::Malformed(_) => Self::Decode,
+            E::Suite(_) => Self::Suite,
+            E::UnknownDevice(_) => Self::Author,
+            E::Signature => Self::Signature,
+            E::WrongAccount => Self::Account,
+            E::WrongCollection => Self::Collection,
+            E::UnknownRosterHead(_) => Self::Roster,
+            E::Seq(_) | E::Chain(_) => Self::Chain,
+            E::UnknownEpoch(_) => Self::Epoch,
+            E::Commitment => Self::Commitment,
+            E::Decrypt => Self::Decrypt,
+            E::BadMutation(_) => Self::Mutations,
+            E::ClockAhead { .. } | E::ClockOrder { .. } => Self::Clock,
+            E::KeyMismatch => Self::Signer,
+            _ => Self::Verify,
+        }
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Check {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// Serialises a value by its `Display` form (ids as hex, policies by name).
+pub(crate) fn as_display<T: fmt::Display, S: serde::Serializer>(
+    v: &T,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
 /// A problem met during sync in one collection (the rest of the sync went on).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SyncIssue {
     /// Collection name (or blinded id hex when the name is unknown).
     pub collection: String,
-    /// Short name of the failed check (`signature`, `roster`, `chain`, `decrypt`, `descriptor`,
-    /// ...).
-    pub check: String,
+    /// The failed check.
+    pub check: Check,
     /// Author device of the refused object, when known.
     pub author: Option<String>,
     /// Human-readable description.
@@ -410,8 +528,9 @@ impl fmt::Display for SyncReport {
 pub struct CollectionStatus {
     /// Collection name.
     pub name: String,
-    /// Merge policy (`lww`, `fields`, `manual`).
-    pub policy: String,
+    /// Merge policy (serialised by name: `lww`, `fields`, `manual`).
+    #[serde(serialize_with = "as_display")]
+    pub policy: Policy,
     /// Live (not deleted) records.
     pub records: u64,
     /// Outbox batches not yet acknowledged, plus one if unsealed local edits exist.
@@ -423,8 +542,9 @@ pub struct CollectionStatus {
 /// What [`Replica::status`] reports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Status {
-    /// This device's id (hex).
-    pub device_id: String,
+    /// This device's id (serialised as hex).
+    #[serde(serialize_with = "as_display")]
+    pub device_id: DeviceId,
     /// Account name.
     pub account: String,
     /// Device name.
@@ -495,8 +615,9 @@ fn ago(at_ms: u64) -> String {
 /// proves its keys).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PendingDeviceInfo {
-    /// Device id (hex).
-    pub device_id: String,
+    /// Device id (serialised as hex).
+    #[serde(serialize_with = "as_display")]
+    pub device_id: DeviceId,
     /// Name the device gave itself.
     pub name: String,
     /// When it enrolled (server clock, ms since the Unix epoch).

@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sealsync_client::{ClientError, DeviceState, EnrollOptions, Enrolled, Policy, Replica};
+use sealsync_client::{
+    DeviceState, EnrollError, EnrollOptions, Enrolled, NetError, Policy, Replica, SyncError,
+};
 use sealsync_core::{DeviceId, NewMember, Roster};
 use sealsync_crypto::{KxSecretKey, SigningKey};
 use sealsync_proto::{Message as _, Sealed};
@@ -131,7 +133,7 @@ async fn pair(server: &TestServer) -> (Replica, Replica) {
     assert_eq!(b.status().unwrap().state, DeviceState::Pending);
     let pending = a.pending_devices().await.unwrap();
     assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].device_id, second.device_id.to_string());
+    assert_eq!(pending[0].device_id, second.device_id);
     join_pair(&mut a, &mut b).await;
     assert_eq!(b.status().unwrap().state, DeviceState::Trusted);
     b.sync().await.unwrap();
@@ -284,6 +286,7 @@ async fn altered_batch_is_refused_whole_and_later_applied_when_intact() {
 mod driver;
 mod handle;
 mod salt_policy;
+mod txn;
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -341,7 +344,7 @@ async fn control_characters_in_a_listed_device_name_are_never_shown_or_signed() 
         .unwrap();
     let pending = a.pending_devices().await.unwrap();
     assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].device_id, second.device_id.to_string());
+    assert_eq!(pending[0].device_id, second.device_id);
     assert!(
         !pending[0].name.chars().any(char::is_control),
         "{:?}",
@@ -410,7 +413,7 @@ async fn roster_entry_injected_by_the_server_is_refused() {
     )
     .unwrap();
     let err = a.sync().await.unwrap_err();
-    assert!(matches!(err, ClientError::Roster(_)), "{err}");
+    assert!(matches!(err, SyncError::Roster(_)), "{err}");
     assert_eq!(a.state_root().unwrap(), root);
     // The same replica reopens with its verified roster intact.
     let home = a.home().to_path_buf();
@@ -449,7 +452,7 @@ async fn recovery_and_bad_bundles() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, ClientError::Bundle(_)), "{err}");
+    assert!(matches!(err, EnrollError::Bundle(_)), "{err}");
     // NA-05: a bundle whose pin names another CA is refused at the TLS handshake.
     use base64::Engine as _;
     let b64 = server
@@ -471,7 +474,7 @@ async fn recovery_and_bad_bundles() {
     let err = Replica::enroll(&server.home("y"), &text, EnrollOptions::new("y"))
         .await
         .unwrap_err();
-    assert!(matches!(err, ClientError::Tls(_)), "{err}");
+    assert!(matches!(err, EnrollError::Net(NetError::Tls(_))), "{err}");
     // Enrolling twice into one home is refused.
     let err = Replica::enroll(
         &server.home("first"),
@@ -480,6 +483,6 @@ async fn recovery_and_bad_bundles() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, ClientError::AlreadyEnrolled(_)), "{err}");
+    assert!(matches!(err, EnrollError::AlreadyEnrolled(_)), "{err}");
     server.stop().await;
 }

@@ -200,8 +200,19 @@ pub(crate) enum DeviceCommand {
         key: String,
         value: String,
     },
-    /// Push local edits and pull everything new.
-    Sync,
+    /// Push local edits and pull everything new (a progress bar on a terminal).
+    Sync {
+        /// Keep syncing until interrupted: after local writes (also by other processes),
+        /// when the server says other devices pushed, and every minute; one line per sync.
+        #[arg(long)]
+        watch: bool,
+        /// Print the report (with --watch: one JSON object per sync, one per line).
+        #[arg(long)]
+        json: bool,
+        /// No progress bar and no report line (errors are still printed).
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Show this device's identity, trust state and collections.
     Status {
         /// Print one JSON object.

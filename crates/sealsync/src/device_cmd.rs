@@ -7,7 +7,7 @@ use std::io::{Read as _, Write as _};
 
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
-use sealsync_client::{ClientError, MAX_VALUE_BYTES, Replica, ScanOptions};
+use sealsync_client::{MAX_VALUE_BYTES, OpenError, ReadError, Replica, ScanOptions};
 use sealsync_core::Policy;
 
 use crate::Exit;
@@ -127,9 +127,13 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
         } => {
             let value = serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value));
             let replica = open(&home)?;
-            let records = replica
-                .find(&collection, &field, &value)
-                .context("find failed")?;
+            let records = replica.find(&collection, &field, &value).map_err(|e| match e {
+                e @ ReadError::NoIndex { .. } => anyhow::anyhow!(
+                    "find failed: {e}: run `sealsync device --home {} index {collection} {field}`",
+                    home.display()
+                ),
+                e => anyhow::Error::new(e).context("find failed"),
+            })?;
             print_records(&records, json)
         }
         DeviceCommand::Index { collection, field } => {
@@ -192,27 +196,8 @@ pub(crate) fn run(args: DeviceArgs) -> anyhow::Result<()> {
                 .context("resolve failed")?;
             Ok(())
         }
-        DeviceCommand::Sync => {
-            let replica = open(&home)?;
-            let rt = crate::runtime()?;
-            let report = rt.block_on(replica.sync()).context("sync failed")?;
-            println!("{report}");
-            if report.still_pending {
-                bail!(
-                    "this device is pending approval; nothing was synced: run `approve {}` on a trusted device of the account and `join CODE` here",
-                    replica.device_id()
-                );
-            }
-            if let Some(first) = report.errors.first() {
-                bail!(
-                    "sync refused {} object(s) that failed verification, local data unchanged for them; first: {} in {} ({} check)",
-                    report.errors.len(),
-                    first.message,
-                    first.collection,
-                    first.check
-                );
-            }
-            Ok(())
+        DeviceCommand::Sync { watch, json, quiet } => {
+            crate::sync_cmd::run(&home, crate::sync_cmd::SyncArgs { watch, json, quiet })
         }
         DeviceCommand::Status { json } => {
             let replica = open(&home)?;
@@ -330,8 +315,8 @@ pub(crate) fn open(home: &std::path::Path) -> anyhow::Result<Replica> {
     }
     let replica = Replica::open_with(home, open_options()).map_err(|e| {
         let hint = match e {
-            ClientError::PassphraseRequired => format!(": set {PASSPHRASE_ENV} to it"),
-            ClientError::WrongPassphrase(_) => format!(": check {PASSPHRASE_ENV}"),
+            OpenError::PassphraseRequired => format!(": set {PASSPHRASE_ENV} to it"),
+            OpenError::WrongPassphrase(_) => format!(": check {PASSPHRASE_ENV}"),
             _ => String::new(),
         };
         anyhow::anyhow!("cannot open the device in {}: {e}{hint}", home.display())

@@ -13,6 +13,7 @@ mod device_cmd;
 mod pairing_cmd;
 mod proxy;
 mod server_cmd;
+mod sync_cmd;
 
 use std::process::ExitCode;
 

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use sealsync_client::{ClientError, EnrollOptions, Replica};
+use sealsync_client::{EnrollError, EnrollOptions, PairingError, Replica};
 use zeroize::Zeroizing;
 
 use crate::device_cmd::open;
@@ -62,12 +62,12 @@ fn read_recovery_secret() -> anyhow::Result<Zeroizing<String>> {
 }
 
 /// An enrollment error in CLI terms (the library's messages name no flags).
-fn enroll_error(e: ClientError) -> anyhow::Error {
+fn enroll_error(e: EnrollError) -> anyhow::Error {
     match e {
-        ClientError::NoSuchAccount { account } => anyhow::anyhow!(
+        EnrollError::NoSuchAccount { account } => anyhow::anyhow!(
             "the server says account {account:?} has no devices; if this is the first device of a new account, pass --new-account; otherwise the server may be misbehaving"
         ),
-        ClientError::AccountExists { account } => anyhow::anyhow!(
+        EnrollError::AccountExists { account } => anyhow::anyhow!(
             "account {account:?} already has devices: enroll without --new-account, then pair with a trusted device (approve there, join here)"
         ),
         other => anyhow::Error::new(other).context("enrollment failed"),
@@ -151,7 +151,12 @@ pub(crate) fn approve(home: &Path, device_id: &str, wait: &str) -> anyhow::Resul
         replica
             .finish_approval(approval)
             .await
-            .context("approval failed")
+            .map_err(|e| match e {
+                e @ PairingError::Unconfirmed { .. } => anyhow::anyhow!(
+                    "approval not confirmed: {e}: run `sealsync device --home DIR sync` on the new device, then check its `status`"
+                ),
+                e => anyhow::Error::new(e).context("approval failed"),
+            })
     })?;
     println!("approved {device_id}: it is trusted");
     Ok(())

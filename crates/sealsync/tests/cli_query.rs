@@ -62,7 +62,10 @@ fn scan_index_and_find_over_the_cli() {
         2,
     );
     assert!(err.contains("no index on field \"tag\""), "{err}");
-    assert!(err.contains("sealsync device index"), "{err}");
+    assert!(
+        err.contains(&format!("sealsync device --home {home} index notes tag")),
+        "{err}"
+    );
 
     let out = dev(&["index", "notes", "tag"]);
     assert!(out.contains("indexed field \"tag\""), "{out}");

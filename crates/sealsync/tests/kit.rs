@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
-use sealsync_client::{ClientError, DeviceState, EnrollOptions, Replica};
+use sealsync_client::{DeviceState, EnrollOptions, PairingError, Replica};
 use sealsync_core::{CollectionId, DeviceId, GenesisParams, Roster, SealedBatch};
 use sealsync_crypto::{KdfParams, KxSecretKey, SigningKey};
 use sealsync_proto::Message as _;
@@ -101,7 +101,7 @@ pub(crate) fn first_opts(name: &str) -> EnrollOptions {
 pub(crate) async fn pair(
     approver: &mut Replica,
     joiner: &mut Replica,
-) -> (Result<(), ClientError>, Result<(), ClientError>) {
+) -> (Result<(), PairingError>, Result<(), PairingError>) {
     let timeout = Duration::from_secs(30);
     let approval = approver
         .begin_approval(joiner.device_id(), timeout)
@@ -144,9 +144,7 @@ pub(crate) async fn approved_pair(
     assert_eq!(second.state, DeviceState::Pending);
     let pending = a.pending_devices().await.expect("pending");
     assert!(
-        pending
-            .iter()
-            .any(|p| p.device_id == second.device_id.to_string()),
+        pending.iter().any(|p| p.device_id == second.device_id),
         "second device not listed as pending"
     );
     let mut b = second.replica;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sealsync_client::{ClientError, DeviceState, Replica};
+use sealsync_client::{DeviceState, EnrollError, PairingError, Replica, SyncError};
 use sealsync_core::pairing::{Approver, DeviceKeys, Joiner};
 use sealsync_core::{
     AccountKeys, DeviceId, GenesisParams, NewMember, Roster, roster_entry_hash, seal_envelope,
@@ -156,10 +156,10 @@ async fn a_wrong_code_spends_the_attempt() {
     let wrong = another_code(&code);
     let (approved, joined) = tokio::join!(a.finish_approval(approval), b.join(&wrong, TIMEOUT));
     assert!(
-        matches!(approved, Err(ClientError::WrongCode)),
+        matches!(approved, Err(PairingError::WrongCode)),
         "{approved:?}"
     );
-    assert!(matches!(joined, Err(ClientError::WrongCode)), "{joined:?}");
+    assert!(matches!(joined, Err(PairingError::WrongCode)), "{joined:?}");
     nothing_sealed_for(&server, b_id);
     assert!(
         mailbox(&server, b_id).3,
@@ -167,10 +167,7 @@ async fn a_wrong_code_spends_the_attempt() {
     );
     // The right code, typed now, finds no open attempt: it was spent with the wrong one.
     let again = b.join(&code, Duration::from_secs(1)).await;
-    assert!(
-        matches!(again, Err(ClientError::PairingAborted(_))),
-        "{again:?}"
-    );
+    assert!(matches!(again, Err(PairingError::Aborted(_))), "{again:?}");
     assert_still_pending(&server.home("b"));
     server.stop().await;
 }
@@ -194,7 +191,7 @@ async fn server_substituting_the_new_devices_keys_is_refused() {
         Joiner::on_start(&guess, "acme", &evil, "second", &start, &[7; 32]).expect("forged reply");
     set_mailbox(&server, b_id, "reply", &forged.encode_to_vec());
     let err = a.finish_approval(approval).await;
-    assert!(matches!(err, Err(ClientError::WrongCode)), "{err:?}");
+    assert!(matches!(err, Err(PairingError::WrongCode)), "{err:?}");
     nothing_sealed_for(&server, b_id);
     assert!(
         mailbox(&server, b_id).3,
@@ -249,7 +246,7 @@ async fn server_in_the_middle(forge_reply: bool) {
         set_mailbox(&server, b_id, "confirm", &forged.encode_to_vec());
     };
     let (joined, ()) = tokio::join!(b.join(&code, TIMEOUT), attack);
-    assert!(matches!(joined, Err(ClientError::WrongCode)), "{joined:?}");
+    assert!(matches!(joined, Err(PairingError::WrongCode)), "{joined:?}");
     assert_still_pending(&server.home("b"));
     // The approver sees either the device's reply to the server's start or the server's own
     // reply: MAC_B fails either way, and nothing is sealed (even when the server hides the
@@ -259,7 +256,7 @@ async fn server_in_the_middle(forge_reply: bool) {
         .expect("reset");
     let approved = a.finish_approval(approval).await;
     assert!(
-        matches!(approved, Err(ClientError::WrongCode)),
+        matches!(approved, Err(PairingError::WrongCode)),
         "{approved:?}"
     );
     nothing_sealed_for(&server, b_id);
@@ -416,15 +413,15 @@ async fn a_shadow_genesis_never_makes_a_pending_device_trusted() {
         c.execute_batch(&trigger).expect("trigger");
     }
     let (approved, joined) = pair(&mut a, &mut b).await;
-    assert!(matches!(joined, Err(ClientError::Roster(_))), "{joined:?}");
+    assert!(matches!(joined, Err(PairingError::Roster(_))), "{joined:?}");
     // The approver does not report a pairing that the new device refused.
     assert!(
-        matches!(approved, Err(ClientError::PairingAborted(_))),
+        matches!(approved, Err(PairingError::Aborted(_))),
         "{approved:?}"
     );
     assert_eq!(b.status().expect("status").state, DeviceState::Pending);
     // A later sync keeps refusing the shadow: the confirmed genesis is the only one trusted.
-    assert!(matches!(b.sync().await, Err(ClientError::Roster(_))));
+    assert!(matches!(b.sync().await, Err(SyncError::Roster(_))));
     assert_still_pending(&server.home("b"));
     server.stop().await;
 }
@@ -439,7 +436,7 @@ async fn no_silent_new_account() {
         .await
         .expect_err("joined an empty account");
     assert!(
-        matches!(&err, ClientError::NoSuchAccount { account } if account == "acme"),
+        matches!(&err, EnrollError::NoSuchAccount { account } if account == "acme"),
         "{err:?}"
     );
     let unused: i64 = db(&server)
@@ -457,7 +454,7 @@ async fn no_silent_new_account() {
     let err = Replica::enroll(&server.home("y"), &server.bundle("acme"), first_opts("y"))
         .await
         .expect_err("founded an account that has devices");
-    assert!(matches!(&err, ClientError::AccountExists { .. }), "{err:?}");
+    assert!(matches!(&err, EnrollError::AccountExists { .. }), "{err:?}");
     // A server that says "no devices" (its roster deleted) cannot turn a second device
     // into the genesis of a new account.
     db(&server)
@@ -466,7 +463,7 @@ async fn no_silent_new_account() {
     let err = Replica::enroll(&server.home("z"), &server.bundle("acme"), opts("z"))
         .await
         .expect_err("a second device founded a new account");
-    assert!(matches!(&err, ClientError::NoSuchAccount { .. }), "{err:?}");
+    assert!(matches!(&err, EnrollError::NoSuchAccount { .. }), "{err:?}");
     server.stop().await;
 }
 
@@ -487,7 +484,7 @@ async fn wrong_recovery_secret_is_refused() {
     let err = Replica::enroll(&server.home("intruder"), &bundle, with(&wrong))
         .await
         .expect_err("a wrong recovery secret admitted a device");
-    assert!(matches!(err, ClientError::WrongRecoverySecret), "{err:?}");
+    assert!(matches!(err, EnrollError::WrongRecoverySecret), "{err:?}");
     let (devices, unused): (i64, i64) = {
         let c = db(&server);
         (

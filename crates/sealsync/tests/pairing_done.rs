@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use sealsync_client::{ClientError, DeviceState, Replica};
+use sealsync_client::{DeviceState, PairingError, Replica};
 use sealsync_core::pairing::{Approver, DeviceKeys, Joiner};
 use sealsync_core::{
     AccountKeys, DeviceId, GenesisParams, NewMember, Roster, roster_entry_hash, seal_envelope,
@@ -28,7 +28,7 @@ async fn confirm_arrives(server: &TestServer, device: DeviceId) -> PairingConfir
 
 /// Runs a pairing whose new device is played by the test (as the server could, with the
 /// device's public keys), up to the done message, which is forged when `forge` is set.
-async fn approve_with_done(forge: bool) -> Result<(), ClientError> {
+async fn approve_with_done(forge: bool) -> Result<(), PairingError> {
     let server = TestServer::start().await;
     let (a, b) = devices(&server).await;
     let b_id = b.device_id();
@@ -73,7 +73,7 @@ async fn a_done_message_forged_by_the_server_is_ignored() {
     // with a wrong MAC is ignored and the approval ends at its timeout, not in success.
     let approved = approve_with_done(true).await;
     assert!(
-        matches!(approved, Err(ClientError::PairingUnconfirmed { .. })),
+        matches!(approved, Err(PairingError::Unconfirmed { .. })),
         "{approved:?}"
     );
 }

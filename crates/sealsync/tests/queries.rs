@@ -2,7 +2,7 @@
 //! before its collection exists is filled by pulled records and follows later remote edits
 //! and deletes.
 
-use sealsync_client::{ClientError, ScanOptions};
+use sealsync_client::{ReadError, ScanOptions};
 use serde_json::json;
 
 use crate::kit::{TestServer, approved_pair};
@@ -56,7 +56,7 @@ async fn an_index_follows_pulled_records() {
     // `b` never made the index: a typed error, not an empty answer.
     assert!(matches!(
         b.find("people", "city", &json!("Rome")),
-        Err(ClientError::NoIndex { .. })
+        Err(ReadError::NoIndex { .. })
     ));
     b.create_index("people", "city")
         .expect("index existing data");

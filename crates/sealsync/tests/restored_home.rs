@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use sealsync_client::{ClientError, Replica};
+use sealsync_client::{Replica, SyncError};
 
 use crate::kit::{TestServer, approved_pair};
 use crate::rollback::{server_db, stored_batches};
@@ -206,9 +206,9 @@ async fn own_batches_that_do_not_verify_are_a_fork_and_change_nothing() {
     ];
     let status = a.status().expect("status");
     let root = a.state_root().expect("root");
-    let check_refused = |a: &Replica, err: ClientError, what: &str, why: &str, seqs: &[u64]| {
+    let check_refused = |a: &Replica, err: SyncError, what: &str, why: &str, seqs: &[u64]| {
         assert!(
-            matches!(&err, ClientError::ServerFork { collection, .. } if collection == "notes"),
+            matches!(&err, SyncError::ServerFork { collection, .. } if collection == "notes"),
             "{what}: {err}"
         );
         assert!(err.to_string().contains(why), "{what}: {err}");
@@ -318,7 +318,7 @@ async fn resealed_batch_at_a_used_seq_has_a_fresh_salt_and_key() {
     forged.signature[0] ^= 1;
     set_batch_bytes(&server, &a, 3, &sealsync_proto::encode(&forged));
     let err = a.sync().await.expect_err("forged seq 3 was taken back");
-    assert!(matches!(err, ClientError::ServerFork { .. }), "{err}");
+    assert!(matches!(err, SyncError::ServerFork { .. }), "{err}");
 
     let (resealed, acked) = outbox_row(&a, 2);
     assert!(!acked, "the server never took the re-sealed batch");

@@ -3,7 +3,7 @@
 //! all edits; a restored head that is not a point of the device's own chain is refused as a
 //! fork and changes nothing.
 
-use sealsync_client::{ClientError, EnrollOptions, Replica};
+use sealsync_client::{EnrollOptions, Replica, SyncError};
 
 use crate::kit::{TestServer, approved_pair};
 
@@ -178,7 +178,7 @@ async fn restored_head_off_the_devices_chain_is_a_fork_and_changes_nothing() {
         set_chain_row(&server, &a, &row);
         let err = a.sync().await.expect_err("a forked head was accepted");
         assert!(
-            matches!(&err, ClientError::ServerFork { collection, .. } if collection == "notes"),
+            matches!(&err, SyncError::ServerFork { collection, .. } if collection == "notes"),
             "{err}"
         );
         assert!(err.to_string().contains("forked"), "{err}");

@@ -7,6 +7,7 @@ mod cli;
 mod cli_kit;
 mod cli_query;
 mod cli_ux;
+mod cli_watch;
 mod clock;
 mod crash;
 mod e2e;

@@ -33,6 +33,7 @@ mod records;
 mod restamp;
 mod scan;
 mod seal;
+mod write;
 
 use std::path::Path;
 
@@ -46,6 +47,7 @@ use crate::error::ClientError;
 pub(crate) use adopt::AdoptedBatch;
 pub(crate) use pull::{PulledBatch, VerifiedPage};
 pub(crate) use seal::SealContext;
+pub(crate) use write::WriteTxn;
 
 /// Database file name inside the replica's home directory.
 pub(crate) const DB_FILE: &str = "replica.db";
@@ -416,13 +418,11 @@ impl Store {
 
     /// One collection by name.
     pub(crate) fn collection(&self, name: &str) -> Result<Option<CollInfo>, ClientError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT id, name, policy, cid, pinned, cursor, created_hlc FROM collections WHERE name = ?1",
-        )?;
-        st.query_row([name], row_to_coll).optional()?.transpose()
+        write::collection_by_name(&self.conn, name)
     }
 
     /// The collection by name, or [`ClientError::InvalidInput`] naming it.
+    #[cfg(test)]
     pub(crate) fn collection_required(&self, name: &str) -> Result<CollInfo, ClientError> {
         self.collection(name)?.ok_or_else(|| {
             ClientError::InvalidInput(format!("no collection named {}", crate::types::echo(name)))
@@ -438,26 +438,10 @@ impl Store {
         cid: Option<CollectionId>,
         pinned: bool,
     ) -> Result<CollInfo, ClientError> {
-        validate_collection_name(name)?;
-        let now = self.time.now();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        catch_up_clock(&mut self.clock, &tx)?;
-        let hlc = self.clock.tick(now);
-        tx.prepare_cached(
-            "INSERT INTO collections (name, policy, cid, pinned, created_hlc) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![
-            name,
-            policy.as_str(),
-            cid.map(|c| c.0.to_vec()),
-            pinned,
-            hlc.0 as i64
-        ])?;
-        set_meta_tx(&tx, meta::HLC_LAST, Some(&hlc.0.to_be_bytes()))?;
+        let mut tx = self.begin_write()?;
+        let coll = tx.create_collection(name, policy, cid, pinned)?;
         tx.commit()?;
-        self.collection_required(name)
+        Ok(coll)
     }
 
     /// Sets the blinded ids of collections that have none yet.

@@ -14,7 +14,7 @@ use sealsync_core::{Policy, Resolved, Version, VersionId, leaf_hash, resolve, st
 use sealsync_crypto::SymmetricKey;
 
 use super::index::Indexer;
-use super::{CollInfo, Store, corrupt, meta, set_meta_tx};
+use super::{CollInfo, Store, corrupt};
 use crate::error::ClientError;
 
 /// A version to insert.
@@ -285,6 +285,33 @@ pub(super) fn open_sealed(
     Ok(plain.to_vec())
 }
 
+/// The live value of `rkey` on `conn` (inside a transaction: as it sees it), `None` when
+/// absent or deleted.
+pub(crate) fn value_of(
+    conn: &rusqlite::Connection,
+    key: &SymmetricKey,
+    coll: &CollInfo,
+    rkey: &str,
+) -> Result<Option<Vec<u8>>, ClientError> {
+    type Row = (bool, Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
+    let row: Option<Row> = conn
+        .prepare_cached(
+            "SELECT r.deleted, r.winner, r.merged, v.value FROM records r
+             LEFT JOIN versions v ON v.coll = r.coll AND v.key = r.key AND v.vid = r.winner
+             WHERE r.coll = ?1 AND r.key = ?2",
+        )?
+        .query_row(params![coll.id, rkey], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    match row {
+        None | Some((true, ..)) => Ok(None),
+        Some((false, winner, merged, value)) => {
+            open_sealed(key, coll, rkey, &winner, merged, value).map(Some)
+        }
+    }
+}
+
 /// Current state of one record row.
 #[derive(Clone, Debug)]
 pub(crate) struct RecordRow {
@@ -293,64 +320,6 @@ pub(crate) struct RecordRow {
 }
 
 impl Store {
-    /// Writes local versions (put, delete or resolution: `(key, deleted, value)`) and their
-    /// records in one committed transaction. `supersede_heads`: each version supersedes the
-    /// record's current heads (manual policy and resolutions).
-    pub(crate) fn write_local(
-        &mut self,
-        coll: &CollInfo,
-        items: &[(&str, bool, &[u8])],
-        supersede_heads: bool,
-    ) -> Result<Vec<VersionId>, ClientError> {
-        let mut ids = Vec::with_capacity(items.len());
-        let now = self.time.now();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        super::catch_up_clock(&mut self.clock, &tx)?;
-        for (rkey, deleted, value) in items {
-            let supersedes = if supersede_heads {
-                record_row(&tx, coll, rkey)?
-                    .map(|r| r.heads)
-                    .unwrap_or_default()
-            } else {
-                Vec::new()
-            };
-            let hlc = self.clock.tick(now);
-            let vid = VersionId::new(hlc, self.device);
-            ids.push(vid);
-            apply_versions(
-                &tx,
-                &self.storage_key,
-                coll,
-                vec![NewVersion {
-                    key: (*rkey).to_string(),
-                    vid,
-                    deleted: *deleted,
-                    value: if *deleted { Vec::new() } else { value.to_vec() },
-                    supersedes,
-                    batch_seq: None,
-                }],
-            )?;
-        }
-        set_meta_tx(
-            &tx,
-            meta::HLC_LAST,
-            Some(&self.clock.last().0.to_be_bytes()),
-        )?;
-        tx.commit()?;
-        Ok(ids)
-    }
-
-    /// The record row of `rkey`, if any version exists.
-    pub(crate) fn record(
-        &self,
-        coll: &CollInfo,
-        rkey: &str,
-    ) -> Result<Option<RecordRow>, ClientError> {
-        record_row(&self.conn, coll, rkey)
-    }
-
     /// Whether the collection has any record (tombstones included).
     pub(crate) fn has_records(&self, coll: &CollInfo) -> Result<bool, ClientError> {
         Ok(self
@@ -374,24 +343,7 @@ impl Store {
 
     /// The live value of `rkey`, `None` when absent or deleted.
     pub(crate) fn get(&self, coll: &CollInfo, rkey: &str) -> Result<Option<Vec<u8>>, ClientError> {
-        type Row = (bool, Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
-        let row: Option<Row> = self
-            .conn
-            .prepare_cached(
-                "SELECT r.deleted, r.winner, r.merged, v.value FROM records r
-                 LEFT JOIN versions v ON v.coll = r.coll AND v.key = r.key AND v.vid = r.winner
-                 WHERE r.coll = ?1 AND r.key = ?2",
-            )?
-            .query_row(params![coll.id, rkey], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .optional()?;
-        match row {
-            None | Some((true, ..)) => Ok(None),
-            Some((false, winner, merged, value)) => self
-                .open_value(coll, rkey, &winner, merged, value)
-                .map(Some),
-        }
+        value_of(&self.conn, &self.storage_key, coll, rkey)
     }
 
     /// Live records in key order.

@@ -201,10 +201,10 @@ impl Store {
                 };
                 let sealed =
                     seal_batch(draft, ctx.signing, ckey).map_err(|error| ClientError::Batch {
-                        check: error.check(),
+                        check: crate::types::Check::of(&error),
                         collection: name.to_string(),
                         author: me.to_string(),
-                        error,
+                        error: error.to_string(),
                     })?;
                 let encoded = sealsync_proto::encode(&sealed.sealed);
                 outbox.execute(params![

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use sealsync_client::{
-    ChangeFilter, ClientError, OpenOptions, Origin, Replica, Timeouts, feed::BUFFER,
+    ChangeFilter, NetError, OpenOptions, Origin, Replica, SyncError, Timeouts, feed::BUFFER,
 };
 
 use super::{TestServer, pair};
@@ -196,7 +196,7 @@ async fn a_write_during_a_sync_with_a_server_that_never_answers_does_not_wait_fo
         "the write waited until the sync gave up"
     );
     let err = syncing.await.unwrap().unwrap_err();
-    assert!(matches!(err, ClientError::Network(_)), "{err}");
+    assert!(matches!(err, SyncError::Net(NetError::Network(_))), "{err}");
     assert_eq!(
         a.get("notes", "written during the sync")
             .unwrap()

@@ -19,6 +19,7 @@ pub(crate) fn policy(r: &Replica, name: &str) -> String {
         .find(|c| c.name == name)
         .unwrap()
         .policy
+        .to_string()
 }
 
 /// Header of the batch this device sealed last in `collection`, from its own outbox.

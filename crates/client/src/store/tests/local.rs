@@ -5,7 +5,7 @@
 use sealsync_core::Policy;
 
 use crate::testutil::offline_replica;
-use crate::{ClientError, Core};
+use crate::{Core, error::ClientError};
 
 #[test]
 fn put_get_delete_list_history() {

@@ -4,7 +4,7 @@
 use sealsync_core::{DeviceId, Hlc, Policy, Version, VersionId, collection_root};
 
 use super::{apply, hlc, remote};
-use crate::ClientError;
+use crate::error::ClientError;
 use crate::testutil::offline_replica;
 
 #[test]

@@ -1,7 +1,7 @@
 //! Store tests: local operations and durability ([`local`]), merging pulled batches through
 //! every policy ([`merge`], [`convergence`]), convergence of several real replicas under
 //! random delivery ([`replicas`]), sealing the outbox and verifying pulled pages
-//! ([`sync`]). The helpers here build and apply pulled batches without a server.
+//! ([`sync`]), transactions ([`txn`]) and typed JSON values ([`typed`]). The helpers here build and apply pulled batches without a server.
 
 use sealsync_core::{DeviceId, Hlc, VersionId};
 use sealsync_proto::Mutation;
@@ -16,6 +16,8 @@ mod query;
 mod replicas;
 mod restamp;
 mod sync;
+mod txn;
+mod typed;
 
 type Mut<'a> = (&'a str, u64, Option<&'a [u8]>, Vec<VersionId>);
 

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::{apply, remote};
 use crate::testutil::offline_replica;
-use crate::{ClientError, Core, ScanOptions};
+use crate::{Core, ScanOptions, error::ClientError};
 
 /// Number of index terms stored for collection `name`.
 fn term_count(r: &Core, name: &str) -> i64 {

@@ -8,7 +8,7 @@ use sealsync_proto::{LogEntry, Mutation};
 
 use super::{PulledBatch, apply, hlc};
 use crate::testutil::offline_replica;
-use crate::{ClientError, Core};
+use crate::{Core, error::ClientError};
 
 #[test]
 fn sealing_fills_the_outbox_once_and_marks_versions_sent() {
@@ -198,7 +198,7 @@ fn verify(r: &Core, name: &str, e: &[LogEntry]) -> Result<Vec<PulledBatch>, Clie
 
 fn check_of(e: ClientError) -> &'static str {
     match e {
-        ClientError::Batch { check, .. } => check,
+        ClientError::Batch { check, .. } => check.as_str(),
         other => panic!("expected a batch refusal, got {other}"),
     }
 }
@@ -309,7 +309,10 @@ fn batch_with_a_roster_head_unknown_here_is_refused() {
             } => {
                 assert_eq!(check, "roster");
                 assert_eq!(author, b_id.to_string());
-                assert_eq!(error, sealsync_core::BatchError::UnknownRosterHead(head));
+                assert_eq!(
+                    error,
+                    sealsync_core::BatchError::UnknownRosterHead(head).to_string()
+                );
             }
             other => panic!("expected a roster refusal, got {other}"),
         }
