@@ -3,9 +3,10 @@
 //! The office enrolls as the first device of the account `acme-inspections` and pairs the
 //! inspector's tablet. Inspections live in a `fields` collection (one JSON object per
 //! finding, merged field by field) with an index on `site`. Both devices run the sync
-//! driver: the tablet records findings, the office sees each one arrive and marks one as
-//! reviewed, and the tablet gets that back, merged with its own fields. Then the office
-//! queries the findings by site (the index) and by day (a key-prefix scan).
+//! driver: the tablet records findings (`put_json` of the app's `Finding` type), the
+//! office sees each one arrive (`subscribe`, `get_json`) and marks one as reviewed
+//! (`patch`), and the tablet gets that back, merged with its own fields. Then the office
+//! queries the findings by site (`find` on the index) and by day (a key-prefix `scan`).
 //!
 //! ```sh
 //! cargo run -p sealsync-client --example inspection
@@ -16,9 +17,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sealsync_client::{
-    ChangeFilter, EnrollOptions, Origin, Policy, Replica, ScanOptions, SyncHandle, SyncOptions,
+    ChangeFilter, EnrollOptions, Origin, Policy, ReadError, Replica, ScanOptions, SyncHandle,
+    SyncOptions,
 };
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -27,33 +30,73 @@ const INSPECTIONS: &str = "inspections";
 /// How long pairing and each wait below may take.
 const TIMEOUT: Duration = Duration::from_secs(20);
 
+/// One finding, stored as a JSON object (the app's own type, through serde).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Finding {
+    site: String,
+    item: String,
+    severity: String,
+    note: String,
+    /// Set by the office when it reviews the finding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reviewed_by: Option<String>,
+}
+
+fn finding(site: &str, item: &str, severity: &str, note: &str) -> Finding {
+    Finding {
+        site: site.into(),
+        item: item.into(),
+        severity: severity.into(),
+        note: note.into(),
+        status: None,
+        reviewed_by: None,
+    }
+}
+
 /// What the inspector records on the tablet: (key, finding).
-fn findings() -> Vec<(&'static str, Value)> {
+fn findings() -> Vec<(&'static str, Finding)> {
     vec![
         (
             "2026-12-02/bridge-14/001",
-            json!({"site": "bridge-14", "item": "expansion joint", "severity": "minor",
-                   "note": "sealant cracked on the north side"}),
+            finding(
+                "bridge-14",
+                "expansion joint",
+                "minor",
+                "sealant cracked on the north side",
+            ),
         ),
         (
             "2026-12-03/bridge-14/002",
-            json!({"site": "bridge-14", "item": "bearing pad", "severity": "major",
-                   "note": "pad displaced by about 2 cm"}),
+            finding(
+                "bridge-14",
+                "bearing pad",
+                "major",
+                "pad displaced by about 2 cm",
+            ),
         ),
         (
             "2026-12-03/tunnel-3/001",
-            json!({"site": "tunnel-3", "item": "emergency lighting", "severity": "minor",
-                   "note": "two fixtures out between markers 40 and 41"}),
+            finding(
+                "tunnel-3",
+                "emergency lighting",
+                "minor",
+                "two fixtures out at marker 40",
+            ),
         ),
         (
             "2026-12-03/bridge-14/003",
-            json!({"site": "bridge-14", "item": "guard rail", "severity": "critical",
-                   "note": "anchor bolts missing, section loose"}),
+            finding(
+                "bridge-14",
+                "guard rail",
+                "critical",
+                "anchor bolts missing, section loose",
+            ),
         ),
         (
             "2026-12-03/tunnel-3/002",
-            json!({"site": "tunnel-3", "item": "drainage", "severity": "minor",
-                   "note": "gully partly blocked"}),
+            finding("tunnel-3", "drainage", "minor", "gully partly blocked"),
         ),
     ]
 }
@@ -136,8 +179,8 @@ async fn main() -> Result<(), Error> {
                 tokio::time::sleep(Duration::from_millis(150)).await;
                 // A blocking SQLite write: keep it off the async worker threads.
                 let tablet = tablet.clone();
-                let bytes = serde_json::to_vec(&finding)?;
-                tokio::task::spawn_blocking(move || tablet.put(INSPECTIONS, key, &bytes)).await??;
+                tokio::task::spawn_blocking(move || tablet.put_json(INSPECTIONS, key, &finding))
+                    .await??;
                 println!("tablet     recorded {key}");
             }
             Ok::<(), Error>(())
@@ -161,38 +204,36 @@ async fn main() -> Result<(), Error> {
         let Origin::Remote(author) = change.origin else {
             continue;
         };
-        let Some(value) = office.get(INSPECTIONS, &change.key)? else {
+        let Some(f) = office.get_json::<Finding>(INSPECTIONS, &change.key)? else {
             continue;
         };
-        let finding: Value = serde_json::from_slice(&value)?;
         seen += 1;
         println!(
             "office     new finding from {}: {} [{}] {}: {}",
             short(author),
             change.key,
-            text(&finding, "severity"),
-            text(&finding, "item"),
-            text(&finding, "note"),
+            f.severity,
+            f.item,
+            f.note
         );
     }
     inspector.await??;
 
-    // The office reviews the critical finding. In a `fields` collection a put is a patch:
-    // it adds `status` and `reviewed_by` and leaves the tablet's fields as they are.
-    let critical = office.find(INSPECTIONS, "severity", &json!("critical"));
     // `severity` has no index: `find` says so instead of scanning everything.
-    match critical {
-        Err(sealsync_client::ClientError::NoIndex { field, .. }) => {
+    match office.find(INSPECTIONS, "severity", &json!("critical")) {
+        Err(ReadError::NoIndex { field, .. }) => {
             println!("office     no index on {field:?}; using the site index and a scan instead")
         }
         other => return Err(format!("expected NoIndex, got {other:?}").into()),
     }
     let reviewed = "2026-12-03/bridge-14/003";
     let mut on_tablet = tablet.subscribe(ChangeFilter::all().collection(INSPECTIONS))?;
-    office.put(
+    // The office reviews the critical finding: a patch of a `fields` record sets `status`
+    // and `reviewed_by` and leaves the tablet's fields as they are.
+    office.patch(
         INSPECTIONS,
         reviewed,
-        &serde_json::to_vec(&json!({"status": "repair ordered", "reviewed_by": "office"}))?,
+        &json!({"status": "repair ordered", "reviewed_by": "office"}),
     )?;
     loop {
         match tokio::time::timeout(TIMEOUT, on_tablet.next()).await {
@@ -201,12 +242,13 @@ async fn main() -> Result<(), Error> {
             Ok(None) | Err(_) => return Err("the review never reached the tablet".into()),
         }
     }
-    let merged: Value = serde_json::from_slice(
-        &tablet
-            .get(INSPECTIONS, reviewed)?
-            .ok_or("the reviewed finding is gone")?,
-    )?;
-    println!("tablet     {reviewed} is now {merged}");
+    let merged = tablet
+        .get(INSPECTIONS, reviewed)?
+        .ok_or("the reviewed finding is gone")?;
+    println!(
+        "tablet     {reviewed} is now {}",
+        String::from_utf8_lossy(&merged)
+    );
 
     // Queries on the office: by site through the index, by day through a key-prefix scan.
     println!();
@@ -223,8 +265,9 @@ async fn main() -> Result<(), Error> {
     let today = office.scan(INSPECTIONS, ScanOptions::new().prefix("2026-12-03/"))?;
     let mut by_severity: BTreeMap<String, usize> = BTreeMap::new();
     for (_, value) in &today {
-        let finding: Value = serde_json::from_slice(value)?;
-        *by_severity.entry(text(&finding, "severity")).or_default() += 1;
+        // `scan` returns the stored bytes: the merged JSON object of each finding.
+        let finding: Finding = serde_json::from_slice(value)?;
+        *by_severity.entry(finding.severity).or_default() += 1;
     }
     let counts: Vec<String> = by_severity
         .iter()
@@ -239,8 +282,8 @@ async fn main() -> Result<(), Error> {
         .list(INSPECTIONS)?
         .into_iter()
         .filter_map(|(key, value)| {
-            let finding: Value = serde_json::from_slice(&value).ok()?;
-            finding.get("status").is_none().then_some(key)
+            let finding: Finding = serde_json::from_slice(&value).ok()?;
+            finding.status.is_none().then_some(key)
         })
         .collect();
     println!("  not yet reviewed: {} ({})", open.len(), open.join(", "));
@@ -280,7 +323,7 @@ async fn pair(office: &Replica, tablet: &Replica) -> Result<(), Error> {
     for d in &waiting {
         println!(
             "office     pending device {} ({})",
-            &d.device_id[..8],
+            short(d.device_id),
             d.name
         );
     }
@@ -317,13 +360,4 @@ async fn wait_connected(who: &str, driver: &SyncHandle) -> Result<(), Error> {
 /// First 8 hex digits of a device id.
 fn short(id: impl std::fmt::Display) -> String {
     id.to_string().chars().take(8).collect()
-}
-
-/// A string field of a finding, or `?`.
-fn text(finding: &Value, field: &str) -> String {
-    finding
-        .get(field)
-        .and_then(Value::as_str)
-        .unwrap_or("?")
-        .to_string()
 }

@@ -4,7 +4,10 @@
 //!
 //! A [`Replica`] is one device's replica: its local store (SQLite, record values encrypted
 //! with a local storage key), its key store and its sync engine. Reads and writes are
-//! local and work offline; a write is durable when the call returns. A sync (by hand with
+//! local and work offline; a write is durable when the call returns, and
+//! [`Replica::transaction`] commits writes to several records and collections at once.
+//! Values are bytes, or serde types through [`Replica::put_json`], [`Replica::get_json`]
+//! and [`Replica::patch`]. A sync (by hand with
 //! [`Replica::sync`], or in the background with the driver, [`Replica::start_sync`]) pushes
 //! this device's edits sealed under the account keys and pulls, verifies and applies the
 //! other devices' edits. Anything from the server that fails a check is refused as a whole
@@ -119,7 +122,9 @@
 //!   a sync), never for the network. They may be called from async code, but they do
 //!   blocking SQLite I/O, and a write ends with an fsync: in an async UI where a few
 //!   milliseconds matter, call them through `tokio::task::spawn_blocking` (or your
-//!   executor's equivalent).
+//!   executor's equivalent). A [`Replica::transaction`] holds the local lock and SQLite's
+//!   write lock while its closure runs: keep the closure short, and use only its
+//!   [`Transaction`] inside (calling the `Replica` from inside it deadlocks).
 //! - **Network operations** ([`Replica::sync`], [`Replica::begin_approval`],
 //!   [`Replica::finish_approval`], [`Replica::join`], [`Replica::pending_devices`], the
 //!   driver, and the change feed's poller) run on the replica's own thread, a
@@ -132,7 +137,7 @@
 //!   each handle re-reads what another may have changed. Their changes reach
 //!   [`Replica::subscribe`] feeds too, within [`feed::POLL`]. One sync runs at a time per
 //!   home: a second one waits for the first, up to [`SYNC_LOCK_WAIT`], then fails with
-//!   [`ClientError::SyncBusy`] having done nothing.
+//!   [`SyncError::Busy`] having done nothing.
 //!
 //! # Cancellation
 //!
@@ -141,20 +146,34 @@
 //! [`SyncHandle`]), cancels the operation at its next step and loses nothing: each step
 //! of a sync is one local transaction, so a cancelled sync leaves what it had committed,
 //! and the next sync goes on from there. What the library has acknowledged to the user is
-//! durable: once [`Replica::put`] (or `delete`, `resolve`) has returned, the edit is on
-//! disk and will be pushed by a later sync.
+//! durable: once [`Replica::put`] (or `delete`, `patch`, `resolve`, a `transaction`) has
+//! returned `Ok`, the edit is on disk and will be pushed by a later sync. A write that
+//! returns `Err` changed nothing, and a transaction whose closure returns `Err` (or
+//! panics) writes nothing.
 //!
 //! # Errors
 //!
-//! Every operation returns [`ClientError`]. It is `#[non_exhaustive]`: match the variants
-//! the app handles (e.g. [`ClientError::NotEnrolled`], [`ClientError::WrongCode`],
-//! [`ClientError::PassphraseRequired`]) and keep a fallback arm.
-//! [`ClientError::is_retryable`] says whether the same operation may succeed later with
-//! nobody changing anything (network failures and timeouts, a busy or failing server, a
-//! sync of the same home still running, a local database locked by another process);
-//! the driver retries exactly those with backoff ([`Backoff`]) and stops on the others,
-//! saying why in [`SyncStatus::last_error`]. Error messages are short sentences written
-//! for people, with no secrets in them; most say what to do next.
+//! Each kind of operation has its own error type, so that a `match` lists only what that
+//! operation can meet: [`OpenError`] (`open`, `open_with`), [`EnrollError`] (`enroll`),
+//! [`ReadError`] (reads, `subscribe`), [`WriteError`] (local writes and the operations of
+//! a [`Transaction`]), [`SyncError`] (`sync`, `start_sync`, the driver's
+//! [`SyncStatus::last_error`]) and [`PairingError`] (`begin_approval`, `finish_approval`,
+//! `join`, `pending_devices`). Failures of the device's own storage are a [`LocalError`]
+//! inside them, failures talking to the server a [`NetError`]; none holds a type of a
+//! third-party crate, and an `Internal` variant is a defect to report.
+//!
+//! Every error type is `#[non_exhaustive]`: match the variants the app handles (say
+//! [`OpenError::NotEnrolled`], [`PairingError::WrongCode`], [`ReadError::NoIndex`]) and
+//! keep a fallback arm. [`SyncError::is_retryable`] (and [`NetError::is_retryable`],
+//! [`LocalError::is_retryable`]) says whether the same operation may succeed later with
+//! nobody changing anything: a network failure or timeout, a busy or failing server (HTTP
+//! 5xx, 408, 429), another sync of the home still running, a busy local database. The
+//! driver retries exactly those, with backoff ([`Backoff`]), and stops on the others,
+//! saying why in [`SyncStatus::last_error`].
+//!
+//! Messages are short sentences for people, with no secrets in them, and they name no
+//! command of the `sealsync` CLI (the CLI adds its own hints), so an app can show them
+//! as they are.
 //!
 //! # Policies
 //!
@@ -168,12 +187,16 @@
 //! - `lww` (last writer wins): the value is that of the version with the latest hybrid
 //!   logical clock (ties broken by device id).
 //! - `fields`: values must be JSON objects (anything else is refused with
-//!   [`ClientError::InvalidInput`]), and a put is a patch: the top-level fields it holds
-//!   replace those fields, and the record's other fields keep their values. Each field is
-//!   last writer wins on its own, so two devices that change different fields of one
-//!   record offline both keep their change. [`Replica::get`] returns the merged object as
-//!   compact JSON with its fields sorted by name. A delete clears the whole record; a put
-//!   after it starts a new one.
+//!   [`WriteError::InvalidInput`]), and a put is a patch: the top-level fields it names
+//!   replace those fields whole (no deep merge), the record's other fields keep their
+//!   values, and a field given as `null` is stored as `null`, not removed.
+//!   [`Replica::patch`] does the same and says so (it refuses a collection with another
+//!   policy); [`Replica::put_json`] of a serde type that serializes to an object does too.
+//!   Each field is last writer wins on its own, so two devices that change different
+//!   fields of one record offline both keep their change. [`Replica::get`] returns the
+//!   merged object as compact JSON with its fields sorted by name ([`Replica::get_json`]
+//!   deserializes it). A delete clears the whole record and a put after it starts a new
+//!   one: to drop fields, delete and write again in one [`Replica::transaction`].
 //! - `manual`: concurrent versions stay as siblings ([`Replica::conflicts`]) until a device
 //!   writes their resolution ([`Replica::resolve`]); meanwhile `get` shows the version
 //!   with the largest id.
@@ -188,9 +211,20 @@
 //! [`Replica::create_index`] indexes a top-level JSON field of a collection's records
 //! (idempotent; built at once from the live records, then kept up to date by every
 //! change, local or pulled); [`Replica::find`] returns the live records whose field
-//! equals a `serde_json::Value`, and fails with [`ClientError::NoIndex`] on a field with
+//! equals a `serde_json::Value`, and fails with [`ReadError::NoIndex`] on a field with
 //! no index. An index lives in this replica's database only (each device makes its own)
 //! and holds keyed hashes of the field's values, never the values.
+//!
+//! # Transactions
+//!
+//! [`Replica::transaction`] runs a closure with a [`Transaction`]: its puts, deletes,
+//! patches and resolutions, in any number of collections, commit together when the
+//! closure returns `Ok`, and nothing is written when it returns `Err` or panics. Its reads
+//! ([`Transaction::get`]) see its own writes. The closure's error type is the app's own
+//! (anything that converts from [`WriteError`]), so `?` works on both. All or nothing
+//! holds locally; on the wire a transaction travels as one batch per collection, so
+//! another device may, for a while, see its part in one collection before its part in
+//! another.
 //!
 //! # Passphrases and key stores
 //!
@@ -202,8 +236,8 @@
 //!   in `keystore.key` (mode 0600) beside it, and [`Replica::open`] needs nothing else.
 //! - With [`OpenOptions::passphrase`] at enrollment they are sealed under a key derived
 //!   from the passphrase (Argon2id), and no key file is written; every open then needs
-//!   the same passphrase ([`ClientError::PassphraseRequired`] without one,
-//!   [`ClientError::WrongPassphrase`] with another).
+//!   the same passphrase ([`OpenError::PassphraseRequired`] without one,
+//!   [`OpenError::WrongPassphrase`] with another).
 //! - With [`OpenOptions::key_store`] the secrets live in the app's own [`KeyStore`] (an OS
 //!   keyring, a hardware-backed store) instead; the same store must be given at every
 //!   open.
