@@ -7,10 +7,9 @@
 //! local and work offline; a write is durable when the call returns, and
 //! [`Replica::transaction`] commits writes to several records and collections at once.
 //! Values are bytes, or serde types through [`Replica::put_json`], [`Replica::get_json`]
-//! and [`Replica::patch`]. A sync (by hand with
-//! [`Replica::sync`], or in the background with the driver, [`Replica::start_sync`]) pushes
-//! this device's edits sealed under the account keys and pulls, verifies and applies the
-//! other devices' edits. Anything from the server that fails a check is refused as a whole
+//! and [`Replica::patch`]. A sync (by hand with [`Replica::sync`], or in the background
+//! with the driver, [`Replica::start_sync`]) pushes this device's edits sealed under the
+//! account keys and pulls, verifies and applies the other devices' edits. Anything from the server that fails a check is refused as a whole
 //! and leaves local state unchanged.
 //!
 //! # Example
