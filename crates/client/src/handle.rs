@@ -357,7 +357,7 @@ impl Replica {
     ///
     /// One sync runs at a time per home, across every handle and process on it: a second
     /// one waits for the first (up to [`crate::SYNC_LOCK_WAIT`], then
-    /// [`ClientError::SyncBusy`] having done nothing). Reads and local writes never wait
+    /// [`SyncError::Busy`] having done nothing). Reads and local writes never wait
     /// for a sync's network I/O. Dropping the future cancels the sync, losing nothing.
     pub async fn sync(&self) -> Result<SyncReport, SyncError> {
         self.on_engine(|core| Box::pin(core.sync()))
@@ -381,9 +381,9 @@ impl Replica {
     /// Waits for the new device's reply and verifies its key-confirmation MAC; only then adds
     /// it to the roster with the keys the MAC proved, seals the account keys to it and sends
     /// the confirmation; then waits until the new device reports, under its MAC, that it is
-    /// trusted. A wrong code is [`ClientError::WrongCode`] (the attempt is aborted and
-    /// nothing was sealed); no reply in time is [`ClientError::PairingTimeout`]; no report
-    /// of the trusted state in time is [`ClientError::PairingUnconfirmed`].
+    /// trusted. A wrong code is [`PairingError::WrongCode`] (the attempt is aborted and
+    /// nothing was sealed); no reply in time is [`PairingError::Timeout`]; no report
+    /// of the trusted state in time is [`PairingError::Unconfirmed`].
     pub async fn finish_approval(&self, approval: Approval) -> Result<(), PairingError> {
         self.on_engine(move |core| Box::pin(core.finish_approval(approval)))
             .await
@@ -391,9 +391,9 @@ impl Replica {
     }
 
     /// Pairs this pending device with the trusted device that shows `code`; returns once
-    /// the device is trusted. Errors: [`ClientError::WrongCode`],
-    /// [`ClientError::PairingAborted`], [`ClientError::PairingTimeout`],
-    /// [`ClientError::Pairing`].
+    /// the device is trusted. Errors: [`PairingError::WrongCode`],
+    /// [`PairingError::Aborted`], [`PairingError::Timeout`],
+    /// [`PairingError::Refused`].
     pub async fn join(&self, code: &str, timeout: Duration) -> Result<(), PairingError> {
         let code = zeroize::Zeroizing::new(code.to_string());
         self.on_engine(move |core| Box::pin(async move { core.join(&code, timeout).await }))
@@ -432,7 +432,7 @@ impl Replica {
     }
 
     /// Live records of `collection` whose JSON `field` equals `value`, in key order.
-    /// [`ClientError::NoIndex`] if the field has no index (see [`Replica::create_index`]).
+    /// [`ReadError::NoIndex`] if the field has no index (see [`Replica::create_index`]).
     pub fn find(
         &self,
         collection: &str,
@@ -455,20 +455,20 @@ impl Replica {
     /// sees them before the commit.
     ///
     /// The closure's error type is the caller's, as in Diesel's `Connection::transaction`:
-    /// anything that converts from [`ClientError`] (`ClientError` itself, `anyhow::Error`,
-    /// an application error enum with `From<ClientError>`), so `?` works on the
+    /// anything that converts from [`WriteError`] (`WriteError` itself, `anyhow::Error`,
+    /// an application error enum with `From<WriteError>`), so `?` works on the
     /// transaction's operations and on the application's own fallible steps alike. A
     /// failure to begin or to commit is converted into `E` too. Whatever the `Err`, nothing
     /// was written. The closure runs once (no automatic retry).
     ///
     /// ```no_run
-    /// # fn demo(replica: &sealsync_client::Replica) -> Result<(), sealsync_client::ClientError> {
+    /// # fn demo(replica: &sealsync_client::Replica) -> Result<(), sealsync_client::WriteError> {
     /// let order = serde_json::json!({"item": "tea", "qty": 2});
     /// replica.transaction(|tx| {
     ///     tx.put_json("orders", "o-17", &order)?;
     ///     tx.put("stock", "tea", b"41")?;
     ///     tx.delete("carts", "c-9")?;
-    ///     Ok::<_, sealsync_client::ClientError>(())
+    ///     Ok::<_, sealsync_client::WriteError>(())
     /// })?;
     /// # Ok(()) }
     /// ```
