@@ -166,3 +166,122 @@ async fn a_second_sync_on_one_home_waits_for_the_first() {
     );
     server.stop().await;
 }
+
+/// Runs the `sealsync` binary on `home` (another process on the same home).
+fn cli(home: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(crate::cli_kit::BIN)
+        .arg("device")
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .output()
+        .expect("run sealsync")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_handles_and_a_cli_process_on_one_home_lose_nothing_across_pending_to_trusted() {
+    let server = TestServer::start().await;
+    let mut a = Replica::enroll(&server.home("a"), &server.bundle("acme"), first_opts("a"))
+        .await
+        .expect("enroll a")
+        .replica;
+    let enrolled = Replica::enroll(&server.home("b"), &server.bundle("acme"), opts("b"))
+        .await
+        .expect("enroll b");
+    let home = server.home("b");
+    // Handle 1 (with a clone used from another thread) and handle 2, opened separately.
+    let mut h1 = enrolled.replica;
+    let h1_clone = h1.clone();
+    let h2 = Replica::open(&home).expect("second handle");
+
+    // While pending: every handle and the CLI write; syncs push nothing and lose nothing.
+    h1.put("notes", "h1-pending", b"1").expect("put");
+    std::thread::spawn(move || h1_clone.put("notes", "clone-pending", b"1").expect("put"))
+        .join()
+        .expect("thread");
+    h2.put("notes", "h2-pending", b"1").expect("put");
+    let out = cli(&home, &["put", "notes", "cli-pending", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(h2.sync().await.expect("pending sync").still_pending);
+    let out = cli(&home, &["sync"]);
+    assert!(
+        !out.status.success(),
+        "a pending device's CLI sync must say it is pending"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pending"));
+
+    // Pending → trusted, through handle 1, while handle 2 and the CLI keep writing.
+    let (approved, joined) = pair(&mut a, &mut h1).await;
+    approved.expect("approve");
+    joined.expect("join");
+    h2.put("notes", "h2-trusted", b"2")
+        .expect("put after trust");
+    let out = cli(&home, &["put", "notes", "cli-trusted", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Three syncs of one home at once: two handles and the CLI.
+    let home_for_cli = home.clone();
+    let cli_sync = tokio::task::spawn_blocking(move || cli(&home_for_cli, &["sync", "--quiet"]));
+    let (r1, r2) = tokio::join!(h1.sync(), h2.sync());
+    r1.expect("handle 1 sync");
+    r2.expect("handle 2 sync");
+    let out = cli_sync.await.expect("cli sync");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    h1.sync().await.expect("final sync");
+
+    a.sync().await.expect("a sync");
+    let keys: Vec<String> = a
+        .list("notes")
+        .expect("list")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "cli-pending",
+            "cli-trusted",
+            "clone-pending",
+            "h1-pending",
+            "h2-pending",
+            "h2-trusted"
+        ],
+        "an edit made on b was lost"
+    );
+    // Every handle sees the same, trusted state, and nothing is left to push.
+    assert_eq!(
+        h1.list("notes").expect("list"),
+        h2.list("notes").expect("list")
+    );
+    assert_eq!(
+        h2.status().expect("status").state,
+        sealsync_client::DeviceState::Trusted
+    );
+    let st = h2.status().expect("status");
+    assert!(
+        st.collections.iter().all(|c| c.pending_batches == 0),
+        "{st:?}"
+    );
+    // Each edit reached the server exactly once.
+    let seqs = stored_seqs(&server, &h1);
+    assert!(!seqs.is_empty());
+    assert!(
+        seqs.iter().all(|(_, n)| *n == 1),
+        "a batch was stored twice: {seqs:?}"
+    );
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    let got: Vec<u64> = seqs.iter().map(|(s, _)| *s).collect();
+    assert_eq!(got, expected, "a gap in b's chain on the server");
+    server.stop().await;
+}
