@@ -7,7 +7,9 @@
 //! - in `live` mode, as soon as the server says (`POST /v1/watch`) that a collection this
 //!   device syncs has new batches; the answer is only a hint, and what is pulled is verified
 //!   as in any sync;
-//! - every [`SyncOptions::interval`] in any case (new collections, a missed hint);
+//! - every [`SyncOptions::interval`] in any case: a collection another device created is
+//!   watched only once a sync has learnt it, so it is first pulled at the next interval (or
+//!   the next sync for another reason); a missed hint is caught up the same way;
 //! - when [`SyncHandle::sync_now`] asks.
 //!
 //! A failed sync whose error [`is_retryable`](crate::SyncError::is_retryable) is tried

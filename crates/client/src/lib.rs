@@ -295,7 +295,6 @@ pub use options::{OpenOptions, Timeouts};
 pub use pairing::Approval;
 pub use progress::{SyncProgress, Transfer};
 pub use query::ScanOptions;
-#[doc(hidden)]
 pub use sealsync_core::{DeviceId, Policy, VersionId};
 pub use sync_lock::SYNC_LOCK_WAIT;
 pub use txn::Transaction;
