@@ -337,9 +337,7 @@ impl Transaction<'_> {
         collection: &str,
         key: &str,
     ) -> Result<Option<T>, ClientError> {
-        self.get_inner(collection, key)?
-            .map(|bytes| from_json(collection, key, &bytes))
-            .transpose()
+        json_of(collection, key, self.get_inner(collection, key)?)
     }
 
     pub(crate) fn patch_inner<P: Serialize + ?Sized>(
@@ -377,8 +375,7 @@ impl Core {
         key: &str,
         value: &T,
     ) -> Result<VersionId, ClientError> {
-        let bytes = to_json(collection, key, value)?;
-        self.put(collection, key, &bytes)
+        self.transaction(|tx| tx.put_json_inner(collection, key, value))
     }
 
     /// [`Transaction::get_json`] outside a transaction.
@@ -387,9 +384,7 @@ impl Core {
         collection: &str,
         key: &str,
     ) -> Result<Option<T>, ClientError> {
-        self.get(collection, key)?
-            .map(|bytes| from_json(collection, key, &bytes))
-            .transpose()
+        json_of(collection, key, self.get(collection, key)?)
     }
 
     /// [`Transaction::patch`] as a transaction of its own.
@@ -411,12 +406,15 @@ fn to_json<T: Serialize + ?Sized>(
     serde_json::to_vec(value).map_err(|e| json_error(collection, key, &e))
 }
 
-fn from_json<T: DeserializeOwned>(
+/// A stored value, if any, deserialized from JSON.
+fn json_of<T: DeserializeOwned>(
     collection: &str,
     key: &str,
-    bytes: &[u8],
-) -> Result<T, ClientError> {
-    serde_json::from_slice(bytes).map_err(|e| json_error(collection, key, &e))
+    bytes: Option<Vec<u8>>,
+) -> Result<Option<T>, ClientError> {
+    bytes
+        .map(|b| serde_json::from_slice(&b).map_err(|e| json_error(collection, key, &e)))
+        .transpose()
 }
 
 /// serde_json's message, with the record it was about (serde_json's type stays out of the
