@@ -275,6 +275,14 @@ impl StorageError {
     pub fn is_busy(&self) -> bool {
         self.busy
     }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests(busy: bool) -> Self {
+        Self {
+            message: "database is locked".into(),
+            busy,
+        }
+    }
 }
 
 impl std::fmt::Display for StorageError {

@@ -18,113 +18,12 @@
 use std::path::PathBuf;
 
 use crate::check::Check;
-use crate::error::{ClientError, StorageError};
+use crate::error::ClientError;
 
-/// A failure of this device's own storage: the database, the key store, the file system.
-#[non_exhaustive]
-#[derive(Debug, thiserror::Error)]
-pub enum LocalError {
-    /// The local SQLite database failed (disk full, locked for too long, unreadable).
-    #[error("local database error: {0}")]
-    Database(StorageError),
-    /// The local database content is inconsistent (bad lengths, undecryptable value...).
-    #[error("local database is corrupt: {0}")]
-    Corrupt(String),
-    /// A file-system operation failed.
-    #[error("{context}: {source}")]
-    Io {
-        /// What was being done.
-        context: String,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The key store could not be read or written.
-    #[error("key store: {0}")]
-    KeyStore(String),
-    /// A cryptographic operation on local data failed.
-    #[error("crypto: {0}")]
-    Crypto(String),
-}
+mod common;
 
-impl LocalError {
-    /// Only a busy database may succeed when tried again.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Database(e) if e.is_busy())
-    }
-}
-
-/// A failure talking to the server.
-#[non_exhaustive]
-#[derive(Debug, thiserror::Error)]
-pub enum NetError {
-    /// The server could not be reached, or did not answer in time.
-    #[error("network: {0}")]
-    Network(String),
-    /// TLS setup or handshake failed (the server's certificate is not the pinned one, or
-    /// it refused this device's).
-    #[error("TLS: {0}")]
-    Tls(String),
-    /// The server answered with an error status.
-    #[error("server refused {request}: {code} (HTTP {status}, error id {error_id})")]
-    Server {
-        /// HTTP status.
-        status: u16,
-        /// `ErrorResponse.code`, e.g. `unauthorized`, `conflict`, `busy`.
-        code: String,
-        /// Opaque id to look up in the server log.
-        error_id: String,
-        /// Method and path of the refused request.
-        request: String,
-    },
-    /// The server's response was malformed or broke the protocol.
-    #[error("protocol violation by the server: {0}")]
-    Protocol(String),
-}
-
-impl NetError {
-    /// A network failure or timeout, or a server that is busy, unavailable or failing
-    /// (HTTP 5xx, 408, 429).
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Network(_) => true,
-            Self::Server { status, .. } => matches!(status, 408 | 429 | 500..=599),
-            _ => false,
-        }
-    }
-}
-
-/// `ClientError` split into the parts every public error shares.
-enum Split {
-    Local(LocalError),
-    Net(NetError),
-    Other(ClientError),
-}
-
-fn split(e: ClientError) -> Split {
-    match e {
-        ClientError::Database(e) => Split::Local(LocalError::Database(e)),
-        ClientError::Corrupt(m) => Split::Local(LocalError::Corrupt(m)),
-        ClientError::Io { context, source } => Split::Local(LocalError::Io { context, source }),
-        ClientError::KeyStore(m) => Split::Local(LocalError::KeyStore(m)),
-        ClientError::Crypto(m) => Split::Local(LocalError::Crypto(m)),
-        ClientError::Network(m) => Split::Net(NetError::Network(m)),
-        ClientError::Tls(m) => Split::Net(NetError::Tls(m)),
-        ClientError::Server {
-            status,
-            code,
-            error_id,
-            request,
-        } => Split::Net(NetError::Server {
-            status,
-            code,
-            error_id,
-            request,
-        }),
-        ClientError::Protocol(m) => Split::Net(NetError::Protocol(m)),
-        other => Split::Other(other),
-    }
-}
+pub use common::{LocalError, NetError};
+use common::{Split, split};
 
 /// Why a replica could not be opened.
 #[non_exhaustive]
@@ -222,6 +121,18 @@ pub enum EnrollError {
     /// A defect inside Sealsync.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl EnrollError {
+    /// Whether the same enrollment may succeed later (the server was unreachable, busy or
+    /// failing). Ask for a new bundle if the ticket is then refused.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Net(n) => n.is_retryable(),
+            Self::Local(l) => l.is_retryable(),
+            _ => false,
+        }
+    }
 }
 
 impl From<ClientError> for EnrollError {
@@ -549,6 +460,18 @@ pub enum PairingError {
     /// A defect inside Sealsync.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl PairingError {
+    /// Whether the same step may succeed later (the server was unreachable, busy or
+    /// failing). A spent code never is: start a new approval.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Net(n) => n.is_retryable(),
+            Self::Local(l) => l.is_retryable(),
+            _ => false,
+        }
+    }
 }
 
 impl From<ClientError> for PairingError {
