@@ -476,11 +476,8 @@ async fn watch_loop(
                         // watch) may have pulled what the answer is about: once it ends,
                         // if every collection named moved past the cursor asked with, ask
                         // again rather than sync (the server answers at once if more came).
-                        let _ = tokio::time::timeout(
-                            WATCH_WAIT,
-                            followed.wait_for(|s| !s.syncing),
-                        )
-                        .await;
+                        let _ = tokio::time::timeout(WATCH_WAIT, followed.wait_for(|s| !s.syncing))
+                            .await;
                         if replica.cursors_moved(&cursors, &changed) {
                             continue;
                         }

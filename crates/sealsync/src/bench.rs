@@ -49,7 +49,10 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     ensure!(args.duration_secs > 0, "--duration-secs must be at least 1");
     ensure!(args.interval_ms > 0, "--interval-ms must be at least 1");
-    ensure!(args.ui_interval_ms > 0, "--ui-interval-ms must be at least 1");
+    ensure!(
+        args.ui_interval_ms > 0,
+        "--ui-interval-ms must be at least 1"
+    );
     let rt = crate::runtime()?;
     let workloads = match args.workload {
         Workload::All => vec![Workload::W1, Workload::W6, Workload::Ui],

@@ -103,11 +103,20 @@ pub(super) async fn w6(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         .await?
         .map_err(|_| anyhow::anyhow!("the writer thread panicked"))??;
     let (got, lagged) = subscriber.await?;
-    let (status_a, status_b) = (driver_a.status().borrow().clone(), driver_b.status().borrow().clone());
+    let (status_a, status_b) = (
+        driver_a.status().borrow().clone(),
+        driver_b.status().borrow().clone(),
+    );
     driver_a.stop().await;
     driver_b.stop().await;
-    let spans_a = spans_a.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let spans_b = spans_b.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let spans_a = spans_a
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let spans_b = spans_b
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
 
     let mut latencies = Vec::with_capacity(writes);
     let mut phases = Phases::default();
@@ -146,7 +155,10 @@ pub(super) async fn w6(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
 
     breakdown(&a, &b, &value).await?;
     rig.stop().await;
-    ensure!(!latencies.is_empty(), "no write of A reached B's change feed");
+    ensure!(
+        !latencies.is_empty(),
+        "no write of A reached B's change feed"
+    );
     Ok(())
 }
 
@@ -230,11 +242,26 @@ impl Phases {
 
     fn print(&self) {
         println!("where the time goes (driver syncs as seen by a follower task):");
-        println!("  A put (local commit)             : {}", summary_line(&self.put));
-        println!("  put -> A's sync starts           : {}", summary_line(&self.to_push));
-        println!("  A's sync (seal, push, pull, ...) : {}", summary_line(&self.push_sync));
-        println!("  A's sync starts -> B's starts    : {}", summary_line(&self.to_pull));
-        println!("  B's sync starts -> B's feed      : {}", summary_line(&self.pull));
+        println!(
+            "  A put (local commit)             : {}",
+            summary_line(&self.put)
+        );
+        println!(
+            "  put -> A's sync starts           : {}",
+            summary_line(&self.to_push)
+        );
+        println!(
+            "  A's sync (seal, push, pull, ...) : {}",
+            summary_line(&self.push_sync)
+        );
+        println!(
+            "  A's sync starts -> B's starts    : {}",
+            summary_line(&self.to_pull)
+        );
+        println!(
+            "  B's sync starts -> B's feed      : {}",
+            summary_line(&self.pull)
+        );
         if self.unmatched > 0 {
             println!("  writes not attributed            : {}", self.unmatched);
         }
@@ -264,9 +291,21 @@ async fn breakdown(a: &Replica, b: &Replica, value: &[u8]) -> anyhow::Result<()>
         empty.push(t.elapsed());
     }
     println!("the same steps without the drivers ({BREAKDOWN_ROUNDS} rounds):");
-    println!("  A put                            : {}", summary_line(&put));
-    println!("  A sync (push 1 record)           : {}", summary_line(&push));
-    println!("  B sync (pull 1 record)           : {}", summary_line(&pull));
-    println!("  B sync (nothing new)             : {}", summary_line(&empty));
+    println!(
+        "  A put                            : {}",
+        summary_line(&put)
+    );
+    println!(
+        "  A sync (push 1 record)           : {}",
+        summary_line(&push)
+    );
+    println!(
+        "  B sync (pull 1 record)           : {}",
+        summary_line(&pull)
+    );
+    println!(
+        "  B sync (nothing new)             : {}",
+        summary_line(&empty)
+    );
     Ok(())
 }
