@@ -23,6 +23,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use sealsync_core::CollectionId;
+
 use crate::error::ClientError;
 use crate::errors::SyncError;
 use crate::handle::Replica;
@@ -478,11 +480,20 @@ async fn watch_loop(
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
-            match watch_request(&mut conn, cursors, WATCH_WAIT).await {
+            match watch_request(&mut conn, cursors.clone(), WATCH_WAIT).await {
                 Ok(changed) => {
                     failures = 0;
                     status.send_if_modified(|s| !std::mem::replace(&mut s.connected, true));
                     if !changed.is_empty() {
+                        // A sync running meanwhile (this device's own push wakes its
+                        // watch) may have pulled what the answer is about: once it ends,
+                        // if every collection named moved past the cursor asked with, ask
+                        // again rather than sync (the server answers at once if more came).
+                        let _ = tokio::time::timeout(WATCH_WAIT, followed.wait_for(|s| !s.syncing))
+                            .await;
+                        if replica.cursors_moved(&cursors, &changed) {
+                            continue;
+                        }
                         let before = followed.borrow_and_update().syncs;
                         if hints.send(()).await.is_err() {
                             return;
@@ -535,6 +546,19 @@ impl Replica {
     ) -> impl Future<Output = Result<crate::net::Connection, ClientError>> + Send + 'static + use<>
     {
         self.local().connect()
+    }
+
+    /// Whether the pull cursor of every collection in `changed` is now past the one in
+    /// `asked` (a sync pulled since); false if it cannot tell.
+    fn cursors_moved(&self, asked: &[Cursor], changed: &[CollectionId]) -> bool {
+        let Ok(now) = self.watch_cursors() else {
+            return false;
+        };
+        changed.iter().all(|cid| {
+            let was = asked.iter().find(|c| c.collection == *cid);
+            let is = now.iter().find(|c| c.collection == *cid);
+            matches!((was, is), (Some(was), Some(is)) if is.after > was.after)
+        })
     }
 
     /// The pull cursor of every collection that syncs.

@@ -1,17 +1,44 @@
-//! `sealsync bench`: workload W1 of docs/performance (initial sync).
+//! `sealsync bench`: workloads of docs/performance against a real server over loopback
+//! mutual TLS (`--workload`, default `w1`).
 //!
-//! One device writes N records of S bytes and pushes them; a fresh device of the same account
-//! pulls them all, both through a real server over loopback mutual TLS. Reports records/s for
-//! the push and the pull, and bytes on the wire (socket bytes, TLS included, counted by a
-//! relay) divided by the plaintext bytes. Fails if the two devices' state roots differ.
+//! - `w1` (initial sync): one device writes N records of S bytes and pushes them; a fresh
+//!   device of the same account pulls them all. Reports records/s for the push and the pull,
+//!   and bytes on the wire (socket bytes, TLS included, counted by a relay) divided by the
+//!   plaintext bytes. Fails if the two devices' state roots differ.
+//! - `w6` (live sync latency, `bench_live`): both devices run the sync driver; one writes
+//!   a record at a fixed rate, the other's change feed reports each; write → change
+//!   latency percentiles.
+//! - `ui` (`bench_ui`): local write latency on a device while it pulls N records, and
+//!   without a sync running.
+//! - `all`: the three in turn, each on its own server and devices.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context as _, ensure};
-use sealsync_client::{EnrollOptions, Replica};
 
 use crate::cli::BenchArgs;
-use crate::proxy::CountingProxy;
+
+#[path = "bench_live.rs"]
+mod live;
+#[path = "bench_rig.rs"]
+pub(crate) mod rig;
+#[path = "bench_ui.rs"]
+mod ui;
+
+use rig::Rig;
+
+/// Which workload `sealsync bench` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Workload {
+    /// W1: initial sync of --records records, push then pull.
+    W1,
+    /// W6: live sync latency between two devices running the sync driver.
+    W6,
+    /// Local write latency during a big pull, and without one.
+    Ui,
+    /// w1, w6 and ui in turn.
+    All,
+}
 
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     ensure!(args.records > 0, "--records must be at least 1");
@@ -20,61 +47,39 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         "--size must be between 1 and {}",
         sealsync_core::MAX_VALUE_BYTES
     );
-    let tmp = tempfile::Builder::new()
-        .prefix("sealsync-bench")
-        .tempdir()
-        .context("cannot create a temporary directory")?;
+    ensure!(args.duration_secs > 0, "--duration-secs must be at least 1");
+    ensure!(args.interval_ms > 0, "--interval-ms must be at least 1");
+    ensure!(
+        args.ui_interval_ms > 0,
+        "--ui-interval-ms must be at least 1"
+    );
     let rt = crate::runtime()?;
-    rt.block_on(bench(tmp.path(), args))
+    let workloads = match args.workload {
+        Workload::All => vec![Workload::W1, Workload::W6, Workload::Ui],
+        w => vec![w],
+    };
+    for (i, w) in workloads.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix("sealsync-bench")
+            .tempdir()
+            .context("cannot create a temporary directory")?;
+        match w {
+            Workload::W1 => rt.block_on(w1(tmp.path(), &args))?,
+            Workload::W6 => rt.block_on(live::w6(tmp.path(), &args))?,
+            Workload::Ui | Workload::All => rt.block_on(ui::ui(tmp.path(), &args))?,
+        }
+    }
+    Ok(())
 }
 
-async fn bench(root: &std::path::Path, args: BenchArgs) -> anyhow::Result<()> {
-    let server_dir = root.join("server");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let server_addr = listener.local_addr()?;
-    let proxy = CountingProxy::start(server_addr)
-        .await
-        .context("cannot start the counting relay")?;
-    let url = format!("https://{}", proxy.addr);
-    sealsync_server::init(&server_dir, &url)?;
-    let server = sealsync_server::Server::from_listener(&server_dir, listener).await?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server_task = tokio::spawn(server.run(async move {
-        let _ = stop_rx.await;
-    }));
+async fn w1(root: &std::path::Path, args: &BenchArgs) -> anyhow::Result<()> {
+    let rig = Rig::start(root, ["writer", "reader"]).await?;
+    let (writer, reader) = (rig.first.clone(), rig.second.clone());
 
-    let ttl = Duration::from_secs(900);
-    let writer = Replica::enroll(
-        &root.join("writer"),
-        &sealsync_server::enroll_ticket(&server_dir, "bench", ttl, None)?,
-        EnrollOptions::new("writer").new_account(true),
-    )
-    .await?;
-    let mut writer = writer.replica;
-    let reader = Replica::enroll(
-        &root.join("reader"),
-        &sealsync_server::enroll_ticket(&server_dir, "bench", ttl, None)?,
-        EnrollOptions::new("reader"),
-    )
-    .await?;
-    let mut reader = reader.replica;
-    crate::demo::pair(&mut writer, &mut reader).await?;
-    reader.sync().await?;
-
-    // Deterministic, incompressible-looking values (xorshift), fixed seed.
-    let mut state: u64 = 0x5EA1_5EA1_2026_0001;
-    let mut records = Vec::with_capacity(args.records);
-    for i in 0..args.records {
-        let mut value = vec![0u8; args.size];
-        for chunk in value.chunks_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let bytes = state.to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
-        records.push((format!("record-{i:08}"), value));
-    }
+    let records = rig::records(args.records, args.size);
     let plaintext_bytes: u64 = records
         .iter()
         .map(|(k, v)| (k.len() + v.len()) as u64)
@@ -84,6 +89,7 @@ async fn bench(root: &std::path::Path, args: BenchArgs) -> anyhow::Result<()> {
     writer.put_many("bench", &records)?;
     let local_write = t.elapsed();
 
+    let proxy = &rig.proxy;
     let before = proxy.totals();
     let t = Instant::now();
     writer.sync().await?;
@@ -97,8 +103,7 @@ async fn bench(root: &std::path::Path, args: BenchArgs) -> anyhow::Result<()> {
 
     let writer_root = writer.state_root()?;
     let reader_root = reader.state_root()?;
-    let _ = stop_tx.send(());
-    let _ = server_task.await;
+    rig.stop().await;
     ensure!(
         writer_root == reader_root,
         "state roots differ after the bench sync"

@@ -240,4 +240,18 @@ pub(crate) struct BenchArgs {
     /// Value size of each record in bytes.
     #[arg(long, default_value_t = 1024)]
     pub(crate) size: usize,
+    /// w1: initial sync (push, then a fresh device pulls); w6: live sync latency between
+    /// two devices running the sync driver; ui: local write latency during a big pull and
+    /// without one; all: the three in turn.
+    #[arg(long, value_enum, default_value_t = crate::bench::Workload::W1)]
+    pub(crate) workload: crate::bench::Workload,
+    /// w6: how long the first device writes, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) duration_secs: u64,
+    /// w6: milliseconds between the first device's writes.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) interval_ms: u64,
+    /// ui: milliseconds between the UI thread's writes.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) ui_interval_ms: u64,
 }
