@@ -35,6 +35,8 @@ use crate::types::SyncReport;
 
 /// How often the driver looks for writes made by other processes on the home.
 const POLL: Duration = Duration::from_millis(250);
+/// Least time between two live-update requests.
+const WATCH_SPACING: Duration = Duration::from_secs(1);
 /// How long one live-update request waits on the server.
 const WATCH_WAIT: Duration = Duration::from_secs(25);
 
@@ -289,6 +291,12 @@ async fn drive(
     let mut next_interval = Instant::now() + opts.interval;
     let mut retry_at: Option<Instant> = None;
     let mut failures = 0u32;
+    // Hints that led nowhere (a sync that pulled nothing, or was refused something) space
+    // out the next ones: a server answering every watch at once, or a batch refused at every
+    // pull, cannot make the driver sync in a loop.
+    let mut fruitless = 0u32;
+    let mut hint_floor = Instant::now();
+    let mut hinted = false;
     let mut waiters: Vec<oneshot::Sender<Result<SyncReport, SyncNowError>>> = Vec::new();
     publish_pending(&replica, &status);
     loop {
@@ -308,6 +316,7 @@ async fn drive(
             },
             () = tokio::time::sleep_until(wake) => {
                 due = None;
+                let for_hint = std::mem::take(&mut hinted);
                 let sync = replica.sync();
                 tokio::pin!(sync);
                 status.send_modify(|s| s.syncing = true);
@@ -339,6 +348,12 @@ async fn drive(
                     Ok(report) => {
                         failures = 0;
                         retry_at = None;
+                        if !report.errors.is_empty() || (for_hint && report.pulled_batches == 0) {
+                            fruitless = fruitless.saturating_add(1);
+                            hint_floor = Instant::now() + opts.backoff.delay(fruitless);
+                        } else if for_hint {
+                            fruitless = 0;
+                        }
                         status.send_modify(|s| {
                             s.connected = true;
                             s.syncing = false;
@@ -404,7 +419,9 @@ async fn drive(
                 on_local_change(&replica, &status, &mut seen_unsent, &mut due, opts.debounce);
             }
             Some(()) = hints.recv() => {
-                due = Some(Instant::now());
+                hinted = true;
+                let at = Instant::now().max(hint_floor);
+                due = Some(due.map_or(at, |d| d.min(at)));
             }
         }
     }
@@ -455,6 +472,7 @@ async fn watch_loop(
 ) {
     let mut failures = 0u32;
     let mut followed = status.subscribe();
+    let mut last_sent: Option<Instant> = None;
     loop {
         let connect = replica.connect_for_watch();
         let mut conn = match connect.await {
@@ -480,6 +498,13 @@ async fn watch_loop(
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
+            // At most one watch a second, whatever the server answers: an honest server
+            // holds each at least that long (WATCH_WAIT_MIN_MS), one that answers at once
+            // must not turn live updates into a busy loop.
+            if let Some(t) = last_sent {
+                tokio::time::sleep_until(t + WATCH_SPACING).await;
+            }
+            last_sent = Some(Instant::now());
             match watch_request(&mut conn, cursors.clone(), WATCH_WAIT).await {
                 Ok(changed) => {
                     failures = 0;
