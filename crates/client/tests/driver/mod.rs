@@ -130,3 +130,42 @@ async fn the_driver_backs_off_while_the_server_is_away_and_recovers_when_it_retu
     driver.stop().await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_failing_live_driver_spins_on_a_refused_batch() {
+    // Review finding: a pulled batch that fails verification is reported in
+    // `SyncReport.errors` and the sync returns Ok, leaving the cursor before the bad batch.
+    // The server (honest or not) then answers every watch at once (its log is past the
+    // cursor), the driver syncs at once, is refused again, and so on: no backoff, a tight
+    // loop of full syncs that hammers the server. A malicious server gets the same loop by
+    // answering every watch at once naming a collection.
+    let server = TestServer::start().await;
+    let (a, b) = pair(&server).await;
+    a.put("notes", "seed", b"0").unwrap();
+    a.sync().await.unwrap();
+    b.sync().await.unwrap();
+    a.put("notes", "x", b"1").unwrap();
+    a.sync().await.unwrap();
+    super::tamper_last_batch(&server, true);
+    let db = b
+        .start_sync(SyncOptions::new().interval(Duration::from_secs(3600)))
+        .unwrap();
+    let mut sb = db.status();
+    until(&mut sb, "b's first sync", |s| s.syncs >= 1 && !s.syncing).await;
+    let first = sb.borrow().syncs;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = sb.borrow().syncs;
+    let report = sb.borrow().last_report.clone();
+    db.stop().await;
+    server.stop().await;
+    assert!(
+        report.is_some_and(|r| !r.errors.is_empty()),
+        "the refused batch was reported"
+    );
+    // With a 1 s initial backoff, at most ~3 syncs could run in 3 s.
+    assert!(
+        after - first <= 3,
+        "the driver ran {} syncs in 3 s against one refused batch",
+        after - first
+    );
+}
