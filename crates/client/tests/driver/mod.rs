@@ -169,3 +169,101 @@ async fn review_failing_live_driver_spins_on_a_refused_batch() {
         after - first
     );
 }
+
+/// A malicious server on `addr` with the real server's TLS identity: answers every
+/// `POST /v1/watch` at once with an empty list, every other request with 503 `busy`.
+/// Returns the count of watch requests it answered.
+async fn lying_watch_server(
+    data: &std::path::Path,
+    addr: &str,
+) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let leaf = CertificateDer::from_pem_file(data.join("server.pem")).unwrap();
+    let ca = CertificateDer::from_pem_file(data.join("ca.pem")).unwrap();
+    let key = PrivateKeyDer::from_pem_file(data.join("server.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf, ca], key)
+        .unwrap();
+    config.alpn_protocols = vec![sealsync_proto::ALPN_H2.to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let watches = Arc::new(AtomicU64::new(0));
+    let count = watches.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            let count = count.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let count = count.clone();
+                        async move {
+                            let resp = if req.uri().path() == "/v1/watch" {
+                                count.fetch_add(1, Ordering::Relaxed);
+                                http::Response::builder()
+                                    .status(200)
+                                    .header("content-type", "application/x-protobuf")
+                                    .body(http_body_util::Full::new(bytes::Bytes::new()))
+                            } else {
+                                let body = sealsync_proto::Message::encode_to_vec(
+                                    &sealsync_proto::ErrorResponse {
+                                        code: "busy".into(),
+                                        error_id: "x".into(),
+                                        message: "busy".into(),
+                                    },
+                                );
+                                http::Response::builder()
+                                    .status(503)
+                                    .header("content-type", "application/x-protobuf")
+                                    .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                            };
+                            Ok::<_, std::convert::Infallible>(resp.unwrap())
+                        }
+                    });
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+            });
+        }
+    });
+    watches
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_failing_live_updates_spin_when_a_server_answers_every_watch_at_once() {
+    // Review finding: the watch loop sends the next watch as soon as an empty answer
+    // arrives, with no floor on the time between requests. A malicious (or broken) server
+    // that answers at once turns live updates into a busy loop of requests.
+    let mut server = TestServer::start().await;
+    let first = server.enroll("first").await;
+    let a = first.replica;
+    a.put("notes", "seed", b"0").unwrap();
+    a.sync().await.unwrap();
+    server.halt().await;
+    let addr = server.url().trim_start_matches("https://").to_string();
+    let watches = lying_watch_server(&server.data(), &addr).await;
+    let driver = a
+        .start_sync(SyncOptions::new().interval(Duration::from_secs(3600)))
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let n = watches.load(std::sync::atomic::Ordering::Relaxed);
+    driver.stop().await;
+    // An honest server holds each watch at least 1 s (WATCH_WAIT_MIN_MS).
+    assert!(n >= 1, "the lying server was never asked");
+    assert!(n <= 5, "{n} watch requests in 3 s: the client spins");
+}
