@@ -132,8 +132,8 @@ async fn the_driver_backs_off_while_the_server_is_away_and_recovers_when_it_retu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_failing_live_driver_spins_on_a_refused_batch() {
-    // Review finding: a pulled batch that fails verification is reported in
+async fn a_batch_refused_at_every_pull_does_not_make_the_live_driver_spin() {
+    // MS-05 (no retry loop). Review finding, fixed: a pulled batch that fails verification is reported in
     // `SyncReport.errors` and the sync returns Ok, leaving the cursor before the bad batch.
     // The server (honest or not) then answers every watch at once (its log is past the
     // cursor), the driver syncs at once, is refused again, and so on: no backoff, a tight
@@ -245,8 +245,8 @@ async fn lying_watch_server(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_failing_live_updates_spin_when_a_server_answers_every_watch_at_once() {
-    // Review finding: the watch loop sends the next watch as soon as an empty answer
+async fn a_server_answering_every_watch_at_once_does_not_make_live_updates_spin() {
+    // MS-36 (a lying server's fast answers). Review finding, fixed: the watch loop sends the next watch as soon as an empty answer
     // arrives, with no floor on the time between requests. A malicious (or broken) server
     // that answers at once turns live updates into a busy loop of requests.
     let mut server = TestServer::start().await;
