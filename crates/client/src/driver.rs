@@ -35,6 +35,9 @@ use crate::types::SyncReport;
 
 /// How often the driver looks for writes made by other processes on the home.
 const POLL: Duration = Duration::from_millis(250);
+/// Longest interval, debounce or backoff delay the driver uses (longer ones are cut to it,
+/// so that no deadline overflows the clock).
+const LONGEST: Duration = Duration::from_secs(30 * 86_400);
 /// Least time between two live-update requests.
 const WATCH_SPACING: Duration = Duration::from_secs(1);
 /// How long one live-update request waits on the server.
@@ -72,7 +75,7 @@ impl Backoff {
         let exp = self
             .initial
             .saturating_mul(1u32 << failures.saturating_sub(1).min(20));
-        let ceiling = exp.min(self.max).max(Duration::from_millis(1));
+        let ceiling = exp.min(self.max).min(LONGEST).max(Duration::from_millis(1));
         let r = u64::from_be_bytes(sealsync_crypto::random_array::<8>());
         // Uniform in [ceiling / 2, ceiling].
         let half = ceiling / 2;
@@ -267,10 +270,12 @@ pub(crate) fn start(replica: &Replica, opts: SyncOptions) -> Result<SyncHandle, 
 
 async fn drive(
     replica: Replica,
-    opts: SyncOptions,
+    mut opts: SyncOptions,
     mut commands: mpsc::UnboundedReceiver<Command>,
     status: watch::Sender<SyncStatus>,
 ) {
+    opts.interval = opts.interval.min(LONGEST);
+    opts.debounce = opts.debounce.min(LONGEST);
     if let Some(t) = opts.timeouts {
         replica.set_timeouts(t).await;
     }
@@ -616,6 +621,16 @@ impl Drop for AbortOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_durations_are_cut_so_that_no_deadline_overflows() {
+        let b = Backoff::new(Duration::MAX, Duration::MAX);
+        let d = b.delay(u32::MAX);
+        assert!(d <= LONGEST && d >= LONGEST / 2, "{d:?}");
+        // The deadlines the driver computes from it stay representable.
+        assert!(Instant::now().checked_add(d).is_some());
+        assert!(SystemTime::now().checked_add(d).is_some());
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_max_with_jitter_in_the_upper_half() {

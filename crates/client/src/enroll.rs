@@ -110,6 +110,13 @@ impl Core {
                 return Err(ClientError::AlreadyEnrolled(home.to_path_buf()));
             }
         }
+        if opts.open.passphrase.as_ref().is_some_and(|p| p.is_empty()) {
+            // An empty passphrase protects nothing: refuse it rather than fall back to a
+            // key file without saying so (before the ticket is spent).
+            return Err(ClientError::InvalidInput(
+                "the key store passphrase is empty: give a passphrase, or none to protect the key store with a key file".into(),
+            ));
+        }
         let bundle = parse_bundle(bundle)?;
         let name = opts.name.trim().to_string();
         if name.is_empty()

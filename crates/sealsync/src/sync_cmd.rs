@@ -199,15 +199,26 @@ fn print_line(s: &SyncStatus, json: bool) -> anyhow::Result<()> {
             }
         }
         (None, Some(report)) => {
+            // A sync that refused objects (failed verification, a refused push) is not ok,
+            // though it went on with the rest: say so, as a one-shot `sync` does.
+            let ok = report.errors.is_empty();
             if json {
                 serde_json::json!({
                     "at_ms": at,
-                    "ok": true,
+                    "ok": ok,
                     "report": report,
                     "pending_batches": s.pending_batches,
                     "pending_edits": s.pending_edits,
                 })
                 .to_string()
+            } else if let Some(first) = report.errors.first() {
+                format!(
+                    "sync refused {} object(s), local data unchanged for them; first: {} in {} ({} check); the rest: {report}",
+                    report.errors.len(),
+                    first.message,
+                    first.collection,
+                    first.check
+                )
             } else {
                 format!("synced: {report}; {} records changed", report.changed.len())
             }

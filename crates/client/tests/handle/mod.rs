@@ -205,3 +205,46 @@ async fn a_write_during_a_sync_with_a_server_that_never_answers_does_not_wait_fo
     );
     blackhole.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passphrase_comes_from_open_options_and_an_empty_one_is_refused_before_enrolling() {
+    // CD-09: the library takes the passphrase from OpenOptions, never from the environment.
+    let server = TestServer::start().await;
+    let bundle = server.bundle();
+    let home = server.home("first");
+    let err = Replica::enroll(
+        &home,
+        &bundle,
+        sealsync_client::EnrollOptions::new("first")
+            .new_account(true)
+            .open(OpenOptions::new().passphrase("")),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, sealsync_client::EnrollError::InvalidInput(_)), "{err}");
+    assert!(!home.join("replica.db").exists(), "a refused enrollment left files");
+    // The same bundle still works: the refusal came before the ticket was spent.
+    let opts = OpenOptions::new().passphrase("correct horse");
+    let first = Replica::enroll(
+        &home,
+        &bundle,
+        sealsync_client::EnrollOptions::new("first")
+            .new_account(true)
+            .open(opts.clone()),
+    )
+    .await
+    .unwrap();
+    first.replica.put("notes", "k", b"v").unwrap();
+    drop(first);
+    let err = Replica::open(&home).unwrap_err();
+    assert!(matches!(err, sealsync_client::OpenError::PassphraseRequired), "{err}");
+    let err = Replica::open_with(&home, OpenOptions::new().passphrase("wrong")).unwrap_err();
+    assert!(matches!(err, sealsync_client::OpenError::WrongPassphrase(_)), "{err}");
+    let r = Replica::open_with(&home, opts).unwrap();
+    assert_eq!(r.get("notes", "k").unwrap().as_deref(), Some(&b"v"[..]));
+    // Debug never shows the passphrase.
+    let shown = format!("{:?}", OpenOptions::new().passphrase("correct horse"));
+    assert!(!shown.contains("horse"), "{shown}");
+    drop(r);
+    server.stop().await;
+}
