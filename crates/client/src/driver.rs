@@ -1,9 +1,10 @@
 //! The sync driver: [`Replica::start_sync`](crate::Replica::start_sync) keeps a replica in
 //! sync in the background, so an application never schedules a sync itself.
 //!
-//! The driver runs on the replica's own thread. It syncs at start, then:
-//! - after a local write (by any handle or process on the home), once writes pause for
-//!   [`SyncOptions::debounce`];
+//! The driver runs on the replica's own threads. It syncs at start, then:
+//! - after a local write (by any handle or process on the home): at once when no sync is
+//!   running (by default; [`SyncOptions::debounce`] can make it wait for writes to pause),
+//!   and writes made while a sync runs go together in the next one;
 //! - in `live` mode, as soon as the server says (`POST /v1/watch`) that a collection this
 //!   device syncs has new batches; the answer is only a hint, and what is pulled is verified
 //!   as in any sync;
@@ -96,7 +97,8 @@ pub struct SyncOptions {
     pub timeouts: Option<Timeouts>,
     /// Ask the server to say when other devices push, and pull at once (default on).
     pub live: bool,
-    /// After a local write, wait this long for more writes before pushing (default 5 ms).
+    /// After a local write, wait this long for more writes before pushing (default 0: push
+    /// at once, and let the writes made meanwhile go together in the next sync).
     pub debounce: Duration,
 }
 
@@ -107,7 +109,7 @@ impl Default for SyncOptions {
             backoff: Backoff::default(),
             timeouts: None,
             live: true,
-            debounce: Duration::from_millis(5),
+            debounce: Duration::ZERO,
         }
     }
 }

@@ -126,9 +126,9 @@
 //!   [`Transaction`] inside (calling the `Replica` from inside it deadlocks).
 //! - **Network operations** ([`Replica::sync`], [`Replica::begin_approval`],
 //!   [`Replica::finish_approval`], [`Replica::join`], [`Replica::pending_devices`], the
-//!   driver, and the change feed's poller) run on the replica's own thread, a
-//!   single-threaded tokio runtime started on first use and ended when the last handle is
-//!   dropped. Their futures can be awaited from any executor, and the app's executor
+//!   driver, and the change feed's poller) run on the replica's own threads, a small
+//!   tokio runtime (two worker threads) started on first use and ended when the last
+//!   handle is dropped. Their futures can be awaited from any executor, and the app's executor
 //!   threads never run their SQLite transactions or their crypto.
 //! - **Several handles and processes on one home** are fine: handles opened separately
 //!   with [`Replica::open`], in this process or another (the `sealsync` CLI while the app

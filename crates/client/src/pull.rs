@@ -17,7 +17,7 @@ use crate::error::ClientError;
 use crate::net::{Connection, Prefetch};
 use crate::store::{CollInfo, PulledBatch, VerifiedPage};
 use crate::sync::PULL_PAGE_BATCHES;
-use crate::types::{SyncIssue, SyncReport};
+use crate::types::{ChangedKey, SyncIssue, SyncReport};
 
 impl Core {
     pub(crate) async fn pull_collection(
@@ -86,11 +86,25 @@ impl Core {
                                 .map_or(0, |b| prost::Message::encoded_len(b) as u64)
                         })
                         .sum();
+                    // Keys other devices' batches write (this device's own, taken back, are
+                    // not changes from elsewhere), reported once this page is applied.
+                    let me = self.device_id;
+                    let keys: Vec<String> = batches
+                        .iter()
+                        .filter(|b| b.author != me)
+                        .flat_map(|b| b.mutations.iter().map(|m| m.key.clone()))
+                        .collect();
                     let page = VerifiedPage {
                         batches,
                         next: resp.next,
                     };
                     let applied = self.store.apply_page(&coll, page)?;
+                    report
+                        .changed
+                        .extend(keys.into_iter().map(|key| ChangedKey {
+                            collection: coll.name.clone(),
+                            key,
+                        }));
                     report.pulled_batches += n;
                     report.applied_mutations += applied as u64;
                     coll.cursor = resp.next;

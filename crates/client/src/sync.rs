@@ -30,7 +30,7 @@ use crate::clock::clock_offset;
 use crate::error::ClientError;
 use crate::net::{Connection, ServerUrl, tls};
 use crate::store::{SealContext, corrupt, meta, now_ms};
-use crate::types::{ChangedKey, DeviceState, SyncIssue, SyncReport};
+use crate::types::{DeviceState, SyncIssue, SyncReport};
 
 /// Batches asked for per pull page.
 pub(crate) const PULL_PAGE_BATCHES: u64 = 1000;
@@ -89,21 +89,13 @@ impl Core {
     pub(crate) async fn sync(&mut self) -> Result<SyncReport, ClientError> {
         let _lock = crate::sync_lock::lock_sync(&self.home, crate::SYNC_LOCK_WAIT).await?;
         self.refresh()?;
-        let before = self.store.last_change_seq()?;
         crate::progress::start(&self.progress);
         let mut result = self.sync_steps().await;
         crate::progress::finish(&self.progress);
         if let Ok(report) = &mut result {
-            // The sync is done and committed: failing to list its keys only loses the list.
-            match self.store.remote_keys_after(before, self.device_id) {
-                Ok(keys) => {
-                    report.changed = keys
-                        .into_iter()
-                        .map(|(collection, key)| ChangedKey { collection, key })
-                        .collect();
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot list the keys this sync changed"),
-            }
+            // Each changed record once, in (collection, key) order.
+            report.changed.sort_unstable();
+            report.changed.dedup();
         }
         // Recording the outcome must not hide it: a failure to record is only logged.
         if let Err(e) = self.record_sync_outcome(&result) {

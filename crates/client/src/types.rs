@@ -332,8 +332,8 @@ pub struct SyncReport {
     /// device created the same collection first, with another policy); their records were
     /// re-resolved under the pinned policy.
     pub policy_changes: Vec<PolicyChange>,
-    /// Records that versions from other devices changed in this sync (pulled, or taken
-    /// back), each once, sorted by collection then key. The same changes reach
+    /// Records that batches pulled from other devices wrote in this sync, each once,
+    /// sorted by collection then key. The same changes reach
     /// [`Replica::subscribe`](crate::Replica::subscribe) subscribers as they commit.
     pub changed: Vec<ChangedKey>,
 }

@@ -1,5 +1,8 @@
-//! The replica's own thread: a single-threaded tokio runtime that runs everything that
-//! touches the network (sync, pairing, the sync driver, live updates) and the change feed.
+//! The replica's own threads: a small tokio runtime (two worker threads) that runs
+//! everything that touches the network (sync, pairing, the sync driver, live updates) and
+//! the change feed. Two, so that a sync's connection I/O (the next page fetched ahead)
+//! runs while the current page is verified and applied, and a feed is served while a sync
+//! works.
 //!
 //! The application's async worker threads never run Sealsync's SQLite transactions (with
 //! their fsyncs) or the crypto of whole pages: a [`crate::Replica::sync`] called on any
@@ -32,7 +35,9 @@ impl Worker {
         std::thread::Builder::new()
             .name("sealsync-replica".into())
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
+                let rt = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("sealsync-replica-io")
                     .enable_all()
                     .build()
                 {

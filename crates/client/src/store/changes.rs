@@ -6,7 +6,7 @@
 //! ever stored, local and pulled, with no extra write on the hot path.
 
 use rusqlite::{Connection, params};
-use sealsync_core::{DeviceId, VersionId};
+use sealsync_core::VersionId;
 
 use super::{Store, corrupt};
 use crate::error::ClientError;
@@ -60,23 +60,6 @@ impl Store {
     /// The last position of the change log.
     pub(crate) fn last_change_seq(&self) -> Result<u64, ClientError> {
         last_seq(&self.conn)
-    }
-
-    /// Distinct `(collection, key)` of versions after `after` authored by other devices,
-    /// sorted: what a sync's pulls changed.
-    pub(crate) fn remote_keys_after(
-        &self,
-        after: u64,
-        me: DeviceId,
-    ) -> Result<Vec<(String, String)>, ClientError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT DISTINCT c.name, v.key FROM versions v JOIN collections c ON c.id = v.coll
-             WHERE v.id > ?1 AND v.origin <> ?2 ORDER BY c.name, v.key",
-        )?;
-        let rows = st.query_map(params![after as i64, me.0.as_slice()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 

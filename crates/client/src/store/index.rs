@@ -40,7 +40,7 @@ CREATE INDEX IF NOT EXISTS index_terms_by_key ON index_terms (coll, key);
 ";
 
 /// The indexes of one collection, loaded once per change: keeps their terms up to date.
-pub(super) struct Indexer {
+pub(crate) struct Indexer {
     fields: Vec<String>,
     /// The index key; `None` when the collection has no index (then updates do nothing).
     key: Option<SymmetricKey>,
@@ -48,7 +48,7 @@ pub(super) struct Indexer {
 
 impl Indexer {
     /// The indexes of `coll`, read inside the caller's transaction.
-    pub(super) fn load(
+    pub(crate) fn load(
         conn: &Connection,
         storage_key: &SymmetricKey,
         coll: &CollInfo,

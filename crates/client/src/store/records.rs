@@ -78,7 +78,17 @@ pub(crate) fn apply_versions(
     coll: &CollInfo,
     versions: Vec<NewVersion>,
 ) -> Result<usize, ClientError> {
-    let indexer = Indexer::load(tx, key, coll)?;
+    apply_versions_with(tx, key, coll, versions, &Indexer::load(tx, key, coll)?)
+}
+
+/// [`apply_versions`] with the collection's indexes already read in this transaction.
+pub(crate) fn apply_versions_with(
+    tx: &Transaction<'_>,
+    key: &SymmetricKey,
+    coll: &CollInfo,
+    versions: Vec<NewVersion>,
+    indexer: &Indexer,
+) -> Result<usize, ClientError> {
     let mut inserted = 0;
     let mut touched = BTreeSet::new();
     let mut ins = tx.prepare_cached(
@@ -139,7 +149,7 @@ pub(crate) fn apply_versions(
         }
     }
     for k in touched {
-        recompute_with(tx, key, coll, &k, &indexer)?;
+        recompute_with(tx, key, coll, &k, indexer)?;
     }
     Ok(inserted)
 }

@@ -21,7 +21,8 @@ use rusqlite::{OptionalExtension, params};
 use sealsync_core::{CollectionId, DeviceId, HlcClock, Policy, VersionId};
 use sealsync_crypto::SymmetricKey;
 
-use super::records::{NewVersion, RecordRow, apply_versions, record_row, value_of};
+use super::index::Indexer;
+use super::records::{NewVersion, RecordRow, apply_versions_with, record_row, value_of};
 use super::{
     CollInfo, Store, catch_up_clock, meta, row_to_coll, set_meta_tx, validate_collection_name,
 };
@@ -37,6 +38,9 @@ pub(crate) struct WriteTxn<'a> {
     device: DeviceId,
     /// Why the transaction can no longer commit (SQLite ended it after an error).
     broken: Option<String>,
+    /// The indexes of each collection written, read once per transaction (no index can be
+    /// created while it holds the write lock).
+    indexers: std::collections::HashMap<i64, Indexer>,
 }
 
 impl Store {
@@ -54,6 +58,7 @@ impl Store {
             time: &self.time,
             device: self.device,
             broken: None,
+            indexers: std::collections::HashMap::new(),
         })
     }
 }
@@ -162,7 +167,12 @@ impl WriteTxn<'_> {
             Vec::new()
         };
         let vid = VersionId::new(self.clock.tick(self.time.now()), self.device);
-        apply_versions(
+        if !self.indexers.contains_key(&coll.id) {
+            let loaded = Indexer::load(&self.tx, self.storage_key, coll)?;
+            self.indexers.insert(coll.id, loaded);
+        }
+        let indexer = &self.indexers[&coll.id];
+        apply_versions_with(
             &self.tx,
             self.storage_key,
             coll,
@@ -174,6 +184,7 @@ impl WriteTxn<'_> {
                 supersedes,
                 batch_seq: None,
             }],
+            indexer,
         )?;
         Ok(vid)
     }
