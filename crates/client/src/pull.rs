@@ -87,24 +87,24 @@ impl Core {
                         })
                         .sum();
                     // Keys other devices' batches write (this device's own, taken back, are
-                    // not changes from elsewhere), reported once this page is applied.
+                    // not changes from elsewhere). Should the apply fail, the whole sync fails
+                    // and its report is dropped.
                     let me = self.device_id;
-                    let keys: Vec<String> = batches
-                        .iter()
-                        .filter(|b| b.author != me)
-                        .flat_map(|b| b.mutations.iter().map(|m| m.key.clone()))
-                        .collect();
+                    report.changed.extend(
+                        batches
+                            .iter()
+                            .filter(|b| b.author != me)
+                            .flat_map(|b| b.mutations.iter())
+                            .map(|m| ChangedKey {
+                                collection: coll.name.clone(),
+                                key: m.key.clone(),
+                            }),
+                    );
                     let page = VerifiedPage {
                         batches,
                         next: resp.next,
                     };
                     let applied = self.store.apply_page(&coll, page)?;
-                    report
-                        .changed
-                        .extend(keys.into_iter().map(|key| ChangedKey {
-                            collection: coll.name.clone(),
-                            key,
-                        }));
                     report.pulled_batches += n;
                     report.applied_mutations += applied as u64;
                     coll.cursor = resp.next;
