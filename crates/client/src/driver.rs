@@ -39,7 +39,7 @@ const POLL: Duration = Duration::from_millis(250);
 /// Longest interval, debounce or backoff delay the driver uses (longer ones are cut to it,
 /// so that no deadline overflows the clock).
 const LONGEST: Duration = Duration::from_secs(30 * 86_400);
-/// Least time between two live-update requests.
+/// Least time an honest server holds an empty live-update answer (`WATCH_WAIT_MIN_MS`).
 const WATCH_SPACING: Duration = Duration::from_secs(1);
 /// How long one live-update request waits on the server.
 const WATCH_WAIT: Duration = Duration::from_secs(25);
@@ -479,7 +479,7 @@ async fn watch_loop(
 ) {
     let mut failures = 0u32;
     let mut followed = status.subscribe();
-    let mut last_sent: Option<Instant> = None;
+    let mut quick_empty = 0u32;
     loop {
         let connect = replica.connect_for_watch();
         let mut conn = match connect.await {
@@ -505,16 +505,17 @@ async fn watch_loop(
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
-            // At most one watch a second, whatever the server answers: an honest server
-            // holds each at least that long (WATCH_WAIT_MIN_MS), one that answers at once
-            // must not turn live updates into a busy loop.
-            if let Some(t) = last_sent {
-                tokio::time::sleep_until(t + WATCH_SPACING).await;
-            }
-            last_sent = Some(Instant::now());
+            let sent = Instant::now();
             match watch_request(&mut conn, cursors.clone(), WATCH_WAIT).await {
+                Ok(changed) if changed.is_empty() && sent.elapsed() < WATCH_SPACING => {
+                    // An honest server holds an empty answer at least WATCH_WAIT_MIN_MS; one
+                    // that answers at once must not turn live updates into a busy loop.
+                    quick_empty = quick_empty.saturating_add(1);
+                    tokio::time::sleep(backoff.delay(quick_empty)).await;
+                }
                 Ok(changed) => {
                     failures = 0;
+                    quick_empty = 0;
                     status.send_if_modified(|s| !std::mem::replace(&mut s.connected, true));
                     if !changed.is_empty() {
                         // A sync running meanwhile (this device's own push wakes its
