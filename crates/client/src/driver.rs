@@ -562,6 +562,8 @@ impl Replica {
         self.local().timeouts = t;
         if let Some(core) = self.shared.engine.lock().await.as_mut() {
             core.timeouts = t;
+            // A kept connection has the old request timeout.
+            core.kept = None;
         }
     }
 

@@ -322,6 +322,10 @@ pub(crate) struct Core {
     commits: Option<std::sync::Arc<tokio::sync::watch::Sender<u64>>>,
     /// Progress of this replica's syncs (shared by its cores).
     progress: progress::ProgressSink,
+    /// The connection of the last sync that succeeded, and when it ended: the next sync
+    /// within [`sync::KEEP_CONNECTION`] reuses it (same server, same mutual-TLS identity)
+    /// instead of a new handshake.
+    kept: Option<(net::Connection, std::time::Instant)>,
     device_id: DeviceId,
     account: String,
     name: String,

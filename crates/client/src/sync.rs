@@ -37,6 +37,10 @@ pub(crate) const PULL_PAGE_BATCHES: u64 = 1000;
 /// Largest push request body this client builds.
 pub(crate) const PUSH_REQUEST_BYTES: usize = 8 * 1024 * 1024;
 
+/// How long the connection of a sync is kept for the next one (the server closes idle
+/// device connections after 300 s).
+pub(crate) const KEEP_CONNECTION: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Core {
     /// Opens a mutual-TLS connection to the server. The returned future borrows nothing
     /// from the replica (so the replica need not be `Sync`).
@@ -140,33 +144,49 @@ impl Core {
     }
 
     async fn sync_steps(&mut self) -> Result<SyncReport, ClientError> {
+        let (mut conn, fresh) = match self.kept.take() {
+            Some((c, at)) if c.usable() && at.elapsed() < KEEP_CONNECTION => (c, false),
+            _ => (self.connect().await?, true),
+        };
+        let report = self.sync_on(&mut conn, fresh).await?;
+        // Only a connection that carried a whole sync is kept; any error dropped it.
+        self.kept = Some((conn, std::time::Instant::now()));
+        Ok(report)
+    }
+
+    /// The steps of a sync over `conn`; `fresh` when the connection is new (then the
+    /// server's clock is read again: over a kept one, less than [`KEEP_CONNECTION`] ago).
+    async fn sync_on(
+        &mut self,
+        conn: &mut Connection,
+        fresh: bool,
+    ) -> Result<SyncReport, ClientError> {
         let mut report = SyncReport::default();
-        let mut conn = self.connect().await?;
-        self.learn_server_time(&mut conn).await?;
-        self.finish_setup_uploads(&mut conn).await?;
+        if fresh {
+            self.learn_server_time(conn).await?;
+        }
+        self.finish_setup_uploads(conn).await?;
         if self.state == DeviceState::Pending {
             // Only a confirmed pairing (`crate::pairing`) makes a pending device trusted: the
             // server's roster and envelopes alone never do (MS-10, MS-11, MS-15).
-            if !self.finish_pairing(&mut conn).await? {
+            if !self.finish_pairing(conn).await? {
                 report.still_pending = true;
                 return Ok(report);
             }
             report.became_trusted = true;
         }
-        self.sync_roster(&mut conn).await?;
-        self.sync_collections(&mut conn, &mut report).await?;
-        self.repair_future_stamps(&mut conn, &mut report).await?;
+        self.sync_roster(conn).await?;
+        self.sync_collections(conn, &mut report).await?;
+        self.repair_future_stamps(conn, &mut report).await?;
         self.seal_outbox()?;
-        let own = self.push_outbox(&mut conn, &mut report).await?;
+        let own = self.push_outbox(conn, &mut report).await?;
         for coll in self.store.collections()? {
             if coll.cid.is_some() && coll.pinned {
                 let own = own.get(&coll.id);
-                self.pull_collection(&mut conn, coll, own, &mut report)
-                    .await?;
+                self.pull_collection(conn, coll, own, &mut report).await?;
             }
         }
-        self.retry_after_roster_growth(&mut conn, &mut report)
-            .await?;
+        self.retry_after_roster_growth(conn, &mut report).await?;
         Ok(report)
     }
 

@@ -105,6 +105,12 @@ impl Drop for Connection {
 }
 
 impl Connection {
+    /// Whether the connection can still carry requests (the server has not closed it, nor
+    /// sent GOAWAY).
+    pub(crate) fn usable(&self) -> bool {
+        !self.sender.is_closed() && !self.driver.is_finished()
+    }
+
     /// Connects (TCP + TLS 1.3 + HTTP/2) within `timeouts.connect`.
     pub(crate) async fn connect(
         url: &ServerUrl,
