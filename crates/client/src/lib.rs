@@ -326,6 +326,9 @@ pub(crate) struct Core {
     /// within [`sync::KEEP_CONNECTION`] reuses it (same server, same mutual-TLS identity)
     /// instead of a new handshake.
     kept: Option<(net::Connection, std::time::Instant)>,
+    /// This device's clock (ms) and the monotonic clock when the server's clock was last
+    /// read: a sync over a kept connection reads it again if the device's clock jumped.
+    clock_read: Option<(u64, std::time::Instant)>,
     device_id: DeviceId,
     account: String,
     name: String,

@@ -154,15 +154,15 @@ impl Core {
         Ok(report)
     }
 
-    /// The steps of a sync over `conn`; `fresh` when the connection is new (then the
-    /// server's clock is read again: over a kept one, less than [`KEEP_CONNECTION`] ago).
+    /// The steps of a sync over `conn`; `fresh` when the connection is new. The server's
+    /// clock is read on a new connection, or when this device's clock jumped since.
     async fn sync_on(
         &mut self,
         conn: &mut Connection,
         fresh: bool,
     ) -> Result<SyncReport, ClientError> {
         let mut report = SyncReport::default();
-        if fresh {
+        if fresh || self.clock_jumped() {
             self.learn_server_time(conn).await?;
         }
         self.finish_setup_uploads(conn).await?;
@@ -227,8 +227,19 @@ impl Core {
     /// `GET /v1/status`: stores the offset of the server's clock to this device's, which HLC
     /// ticks use from then on (see `crate::clock`; a lying server can only slow the clock).
     /// A response without a time (0) keeps the offset known before.
+    /// Whether this device's clock moved by more than a second against the monotonic clock
+    /// since the server's clock was read (set by hand, stepped by NTP), or was never read.
+    fn clock_jumped(&self) -> bool {
+        let Some((wall, mono)) = self.clock_read else {
+            return true;
+        };
+        let expected = wall.saturating_add(mono.elapsed().as_millis() as u64);
+        self.store.time.local_now().abs_diff(expected) > 1_000
+    }
+
     async fn learn_server_time(&mut self, conn: &mut Connection) -> Result<(), ClientError> {
         let sent = self.store.time.local_now();
+        self.clock_read = Some((sent, std::time::Instant::now()));
         let status: StatusResponse = conn.get("/v1/status").await?;
         let received = self.store.time.local_now();
         if status.server_time_ms != 0 {
