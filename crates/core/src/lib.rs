@@ -16,6 +16,7 @@ pub mod hlc;
 pub mod ids;
 pub mod keys;
 pub mod merge;
+pub mod merkle;
 pub mod pairing;
 pub mod policy;
 pub mod recovery;
