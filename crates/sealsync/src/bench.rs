@@ -11,6 +11,7 @@
 //! - `ui` (`bench_ui`): local write latency on a device while it pulls N records, and
 //!   without a sync running.
 //! - `all`: the three in turn, each on its own server and devices.
+//! - `merkle` (`bench_merkle`): the RFC 9162 log structures of issue 7, without a server.
 
 use std::time::Instant;
 
@@ -20,6 +21,8 @@ use crate::cli::BenchArgs;
 
 #[path = "bench_live.rs"]
 mod live;
+#[path = "bench_merkle.rs"]
+mod merkle;
 #[path = "bench_rig.rs"]
 pub(crate) mod rig;
 #[path = "bench_ui.rs"]
@@ -38,6 +41,8 @@ pub(crate) enum Workload {
     Ui,
     /// w1, w6 and ui in turn.
     All,
+    /// The RFC 9162 log structures over --records leaves (no server).
+    Merkle,
 }
 
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -70,6 +75,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
             Workload::W1 => rt.block_on(w1(tmp.path(), &args))?,
             Workload::W6 => rt.block_on(live::w6(tmp.path(), &args))?,
             Workload::Ui | Workload::All => rt.block_on(ui::ui(tmp.path(), &args))?,
+            Workload::Merkle => merkle::run(args.records)?,
         }
     }
     Ok(())
