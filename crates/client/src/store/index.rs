@@ -17,7 +17,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use sealsync_crypto::SymmetricKey;
 
-use super::records::open_sealed;
+use super::records::open_row;
 use super::{CollInfo, Store};
 use crate::error::ClientError;
 use crate::query::canonical_json;
@@ -147,15 +147,7 @@ impl Store {
             ))?;
             let mut rows = st.query([coll.id])?;
             while let Some(r) = rows.next()? {
-                let k: String = r.get(0)?;
-                let value = open_sealed(
-                    &self.storage_key,
-                    &coll,
-                    &k,
-                    &r.get::<_, Vec<u8>>(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                )?;
+                let (k, value) = open_row(&self.storage_key, &coll, r)?;
                 indexer.update(&tx, &coll, &k, Some(&value))?;
             }
         }
@@ -197,15 +189,7 @@ impl Store {
         let mut rows = st.query(params![coll.id, term.as_slice()])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
-            let k: String = r.get(0)?;
-            let plain = open_sealed(
-                &self.storage_key,
-                &coll,
-                &k,
-                &r.get::<_, Vec<u8>>(1)?,
-                r.get(2)?,
-                r.get(3)?,
-            )?;
+            let (k, plain) = open_row(&self.storage_key, &coll, r)?;
             let holds = matches!(
                 serde_json::from_slice::<serde_json::Value>(&plain),
                 Ok(serde_json::Value::Object(o)) if o.get(field) == Some(value)

@@ -272,6 +272,25 @@ pub(crate) fn record_row(
 
 /// Decrypts the live value of record `rkey` from its row: the merged value (`fields`) if
 /// any, else the winning version's `value`.
+/// A live record from a row `(key, winner, merged, value)` (the columns scans, index builds
+/// and `find` select), decrypted.
+pub(super) fn open_row(
+    key: &SymmetricKey,
+    coll: &CollInfo,
+    row: &rusqlite::Row<'_>,
+) -> Result<(String, Vec<u8>), ClientError> {
+    let rkey: String = row.get(0)?;
+    let value = open_sealed(
+        key,
+        coll,
+        &rkey,
+        &row.get::<_, Vec<u8>>(1)?,
+        row.get(2)?,
+        row.get(3)?,
+    )?;
+    Ok((rkey, value))
+}
+
 pub(super) fn open_sealed(
     key: &SymmetricKey,
     coll: &CollInfo,

@@ -6,7 +6,7 @@ use std::ops::Bound;
 
 use rusqlite::types::Value;
 
-use super::records::open_sealed;
+use super::records::open_row;
 use super::{CollInfo, Store};
 use crate::error::ClientError;
 use crate::query::{ScanOptions, prefix_end};
@@ -27,15 +27,7 @@ impl Store {
         let mut rows = st.query(rusqlite::params_from_iter(args))?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
-            let k: String = r.get(0)?;
-            let value = open_sealed(
-                &self.storage_key,
-                coll,
-                &k,
-                &r.get::<_, Vec<u8>>(1)?,
-                r.get(2)?,
-                r.get(3)?,
-            )?;
+            let (k, value) = open_row(&self.storage_key, coll, r)?;
             out.push((k, value));
         }
         Ok(out)
